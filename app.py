@@ -1,0 +1,54 @@
+"""FaceSense: `streamlit run app.py` opens the multipage dashboard."""
+import core  # noqa: F401  (first: loads pylibsrtp before anything can import TensorFlow)
+
+import streamlit as st
+
+from core.config import TASKS
+from core.registry import ModelRegistry
+
+st.set_page_config(page_title="FaceSense", page_icon=":material/face:", layout="wide")
+
+
+def home() -> None:
+    st.title("FaceSense")
+    st.markdown(
+        """
+Offline, open-source face analytics in your browser. For every face the webcam sees,
+FaceSense estimates **emotion** (7 FER2013 classes), **age** and **gender**, live, and keeps
+each session for charts, comparison and CSV export. Nothing leaves this machine: no cloud
+calls, no downloads, models ship with the app.
+
+- **Live**: stream the webcam, see every face boxed and labelled, each START..STOP is a session.
+- **Statistics**: emotion over time, age and gender distributions, per session and per face; CSV export;
+  analyse a video file.
+- **Training**: train your own models on FER2013 / UTKFace, watch learning curves, evaluate, activate.
+
+Model accuracy is reported honestly on held-out splits in each model's card (see the sidebar).
+"""
+    )
+
+
+def sidebar_models() -> None:
+    registry = ModelRegistry()
+    with st.sidebar:
+        st.subheader("Active models")
+        for task in TASKS:
+            entry = registry.active(task)
+            metrics = entry.card.get("metrics", {})
+            figure = ""
+            if "accuracy" in metrics:
+                figure = f" · acc {metrics['accuracy']:.3f}"
+            elif "mae" in metrics:
+                figure = f" · MAE {metrics['mae']:.2f} y"
+            st.caption(f"**{task}**: {entry.id} ({entry.card.get('architecture', '?')}){figure}")
+
+
+pages = [
+    st.Page(home, title="Home", icon=":material/home:", default=True),
+    st.Page("pages/live.py", title="Live", icon=":material/videocam:"),
+    st.Page("pages/statistics.py", title="Statistics", icon=":material/monitoring:"),
+    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+]
+navigation = st.navigation(pages)
+sidebar_models()
+navigation.run()

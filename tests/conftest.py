@@ -1,0 +1,32 @@
+"""Shared fixtures: the ../shared data folder (skip when absent) and an isolated app home."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = Path(os.environ.get("FACESENSE_SHARED", REPO_ROOT.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """Path inside ../shared, skipping the calling test cleanly when it is absent."""
+    path = SHARED_DIR.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (needs ../shared beside the clone)")
+    return path
+
+
+@pytest.fixture
+def shared():
+    return shared_path
+
+
+@pytest.fixture(autouse=True)
+def facesense_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own FACESENSE_HOME (database, registry, jobs), never the user's."""
+    home = tmp_path_factory.mktemp("facesense_home")
+    monkeypatch.setenv("FACESENSE_HOME", str(home))
+    monkeypatch.delenv("FACESENSE_DB_URL", raising=False)
+    return home
