@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Run the whole test suite: .venv with the test needs, Debian's Chromium and PostgreSQL
+# for the browser and database tests (those tests skip if they cannot be installed),
+# then pytest. Arguments go to pytest, e.g. `bash scripts/test.sh tests/test_app_pages.py -x`.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+
+ensure_venv
+ensure_requirements requirements-dev.txt
+apt_install chromium chromium-driver postgresql \
+    || say "warning: continuing without them; browser/PostgreSQL tests will skip"
+cd "$REPO_ROOT"
+exec "$VENV_PY" -m pytest "$@"  # exit status is pytest's (5 = no tests collected = failure)
