@@ -1,0 +1,168 @@
+"""Plotly figures and tables that let a user judge a data set, a training and a model.
+
+Plain functions of plain data (progress history, ``evaluation.json`` dicts,
+:class:`training.data.DataSummary` fields), no Streamlit, so the Training page
+stays a thin view and the builders can be tested on their own. Comparisons take
+``{label: evaluation}`` (e.g. ``{"new": ..., "active": ...}``) so any number of
+models can share one chart.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+Evaluations = Mapping[str, dict]
+
+# Keras log keys that are not model-quality metrics.
+_NON_METRIC_LOGS = {"loss", "val_loss", "learning_rate", "lr", "epoch"}
+GROUP_TITLES = {"gender": "gender", "race": "race", "age_band": "age band"}
+
+
+def primary_metric(task: str) -> str:
+    """The one number a card headlines: MAE in years for age, accuracy otherwise."""
+    return "mae" if task == "age" else "accuracy"
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in ("mae", "rmse", "loss", "mse")
+
+
+def curve_metrics(history: Sequence[dict]) -> list[str]:
+    """Training metric names in a Keras history (``accuracy``, ``mae``...), without ``val_``."""
+    names: list[str] = []
+    for logs in history:
+        for key in logs:
+            base = key[4:] if key.startswith("val_") else key
+            if base not in _NON_METRIC_LOGS and base not in names:
+                names.append(base)
+    return names
+
+
+def learning_curves(history: Sequence[dict]) -> go.Figure:
+    """Loss and each metric per epoch, train and validation, side by side."""
+    metrics = ["loss", *curve_metrics(history)]
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
+    epochs = [logs.get("epoch", i + 1) for i, logs in enumerate(history)]
+    colours = {"train": "#1f77b4", "validation": "#ff7f0e"}
+    for col, metric in enumerate(metrics, start=1):
+        for label, key in (("train", metric), ("validation", f"val_{metric}")):
+            values = [logs.get(key) for logs in history]
+            if all(v is None for v in values):
+                continue
+            fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=label,
+                                     line={"color": colours[label]}, legendgroup=label,
+                                     showlegend=col == 1), row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col, dtick=1 if len(epochs) <= 20 else None)
+    fig.update_layout(height=320, margin={"t": 40, "b": 40, "l": 40, "r": 10},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def class_counts_figure(counts: Mapping[str, int], title: str = "Images per class") -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), text=list(counts.values()),
+                           textposition="outside"))
+    fig.update_layout(title=title, height=300, margin={"t": 40, "b": 40, "l": 40, "r": 10},
+                      yaxis_title="images")
+    return fig
+
+
+def age_histogram(ages: np.ndarray, title: str = "Age distribution") -> go.Figure:
+    fig = go.Figure(go.Histogram(x=np.asarray(ages), xbins={"start": 0, "size": 5}))
+    fig.update_layout(title=title, height=300, margin={"t": 40, "b": 40, "l": 40, "r": 10},
+                      xaxis_title="age (years)", yaxis_title="images")
+    return fig
+
+
+def confusion_figure(evaluation: dict, title: str = "") -> go.Figure:
+    """Row-normalised confusion matrix (recall per true class), counts in the hover."""
+    counts = np.asarray(evaluation["confusion"], dtype=float)
+    names = list(evaluation["class_names"])
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    fig = go.Figure(go.Heatmap(
+        z=share, x=names, y=names, zmin=0, zmax=1, colorscale="Blues",
+        text=np.round(share * 100).astype(int), texttemplate="%{text}%",
+        customdata=counts.astype(int),
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} images (%{z:.0%} of row)<extra></extra>"))
+    fig.update_layout(title=title or "Confusion matrix (row %)", height=420,
+                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                      margin={"t": 40, "b": 40, "l": 40, "r": 10})
+    return fig
+
+
+def metrics_table(evaluations: Evaluations) -> pd.DataFrame:
+    """Headline metrics, one column per model, plus the number of images evaluated."""
+    table = {}
+    for label, evaluation in evaluations.items():
+        column = {name: value for name, value in (evaluation.get("metrics") or {}).items()
+                  if isinstance(value, (int, float))}
+        column["images"] = evaluation.get("n")
+        table[label] = column
+    return pd.DataFrame(table)
+
+
+def per_class_table(evaluations: Evaluations) -> pd.DataFrame:
+    """Precision/recall/F1/support per class; columns ``(model, measure)``."""
+    parts = {label: pd.DataFrame(ev["per_class"]).T[["precision", "recall", "f1", "support"]]
+             for label, ev in evaluations.items() if ev.get("per_class")}
+    return pd.concat(parts, axis=1) if parts else pd.DataFrame()
+
+
+def per_class_figure(evaluations: Evaluations, measure: str = "f1") -> go.Figure:
+    fig = go.Figure()
+    for label, ev in evaluations.items():
+        per_class = ev.get("per_class") or {}
+        fig.add_trace(go.Bar(name=label, x=list(per_class), y=[v[measure] for v in per_class.values()]))
+    fig.update_layout(barmode="group", title=f"{measure.upper() if measure == 'f1' else measure} per class",
+                      height=320, yaxis_range=[0, 1], margin={"t": 40, "b": 40, "l": 40, "r": 10})
+    return fig
+
+
+def predicted_vs_true(evaluations: Evaluations, max_points: int = 3000) -> go.Figure:
+    """Age predictions against the true age with the ideal diagonal."""
+    fig = go.Figure()
+    top = 0.0
+    rng = np.random.default_rng(0)
+    for label, ev in evaluations.items():
+        y_true, y_pred = np.asarray(ev.get("y_true", []), float), np.asarray(ev.get("y_pred", []), float)
+        if len(y_true) > max_points:
+            keep = rng.choice(len(y_true), max_points, replace=False)
+            y_true, y_pred = y_true[keep], y_pred[keep]
+        if len(y_true):
+            top = max(top, float(y_true.max()), float(y_pred.max()))
+        fig.add_trace(go.Scatter(x=y_true, y=y_pred, mode="markers", name=label, opacity=0.45,
+                                 marker={"size": 5}))
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="perfect",
+                             line={"dash": "dash", "color": "grey"}))
+    fig.update_layout(title="Predicted vs true age", xaxis_title="true age (years)",
+                      yaxis_title="predicted age (years)", height=420,
+                      margin={"t": 40, "b": 40, "l": 40, "r": 10})
+    return fig
+
+
+def group_table(evaluations: Evaluations, group: str) -> pd.DataFrame:
+    """Metrics per value of ``group`` (gender, race, age_band); columns ``(model, metric)``."""
+    parts = {}
+    for label, ev in evaluations.items():
+        groups = (ev.get("by_group") or {}).get(group)
+        if groups:
+            parts[label] = pd.DataFrame(groups).T
+    return pd.concat(parts, axis=1) if parts else pd.DataFrame()
+
+
+def group_figure(evaluations: Evaluations, group: str, metric: str) -> go.Figure:
+    """``metric`` per group value, one bar per model (e.g. MAE by age band)."""
+    fig = go.Figure()
+    for label, ev in evaluations.items():
+        groups = (ev.get("by_group") or {}).get(group) or {}
+        names = [name for name, values in groups.items() if metric in values]
+        fig.add_trace(go.Bar(name=label, x=names, y=[groups[n][metric] for n in names],
+                             customdata=[groups[n].get("n") for n in names],
+                             hovertemplate="%{x}: %{y:.3f} (%{customdata} images)<extra>" + label + "</extra>"))
+    fig.update_layout(barmode="group", title=f"{metric} by {GROUP_TITLES.get(group, group)}", height=320,
+                      margin={"t": 40, "b": 40, "l": 40, "r": 10})
+    return fig
