@@ -38,8 +38,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def video_to_y4m(video: Path, out: Path, max_seconds: float = 30.0) -> Path:
-    """Chromium's fake camera reads only Y4M/MJPEG: re-encode the clip as raw YUV 4:2:0."""
+def video_to_y4m(video: Path, out: Path, max_seconds: float = 10.0) -> Path:
+    """Chromium's fake camera reads only Y4M/MJPEG: re-encode the clip as raw YUV 4:2:0.
+
+    Raw video is big (640x480 at 30 fps: about 14 MB a second), so only the first
+    ``max_seconds`` are kept; Chromium loops the file."""
     import av
 
     with av.open(str(video)) as src, av.open(str(out), "w", format="yuv4mpegpipe") as dst:

@@ -84,7 +84,8 @@ def _module_name(path: Path) -> str:
     return package if path.stem == "__init__" else f"{package}.{path.stem}"
 
 
-SCRIPTS = ["app.py"] + [f"pages/{p.name}" for p in _py_files("pages")]
+PAGE_DIRS = ("pages", "views")  # views/ in case pages/ is renamed (Streamlit's legacy pages/ mode)
+SCRIPTS = ["app.py"] + [f"{d}/{p.name}" for d in PAGE_DIRS for p in _py_files(d)]
 MODULES = [_module_name(p) for folder in ("core", "training") for p in _py_files(folder)
            if p.stem != "__main__"]
 
