@@ -43,6 +43,7 @@ SESSION_COLUMNS = (
     "id", "name", "source", "source_path", "started_at", "ended_at", "status", "ended_abnormally",
     "duration_s", "frame_count", "row_count", "settings", "model_versions",
 )
+FLOAT_RESULT_COLUMNS = ("timestamp", *EMOTION_COLUMNS, "age", "p_female")
 RESULT_COLUMNS = ("session_id", "timestamp", "frame_index", "face_id", *BOX_COLUMNS, *EMOTION_COLUMNS,
                   "dominant_emotion", "age", "p_female")
 
@@ -416,13 +417,19 @@ class SessionStore:
     def results(self, session_id: int, face_id: int | None = None) -> pd.DataFrame:
         """Every stored face row of a session in time order (columns ``RESULT_COLUMNS``)."""
         with self.engine.connect() as conn:
-            return pd.read_sql(self.results_query(session_id, face_id), conn)
+            return self._typed(pd.read_sql(self.results_query(session_id, face_id), conn))
 
     def iter_results(self, session_id: int, chunk_rows: int = 50_000) -> Iterator[pd.DataFrame]:
         """The same rows in chunks, so exports of long sessions stay small in memory."""
         with self.engine.connect() as conn:
             conn = conn.execution_options(stream_results=True)
-            yield from pd.read_sql(self.results_query(session_id), conn, chunksize=chunk_rows)
+            for chunk in pd.read_sql(self.results_query(session_id), conn, chunksize=chunk_rows):
+                yield self._typed(chunk)
+
+    @staticmethod
+    def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+        """Measurement columns as float even when all are NULL (a model switched off)."""
+        return frame.astype({name: float for name in FLOAT_RESULT_COLUMNS})
 
     def face_ids(self, session_id: int) -> list[int]:
         with self.engine.connect() as conn:
