@@ -1,0 +1,159 @@
+"""CSV export of sessions: per-frame, per-face rows and a per-session summary.
+
+The column lists below are the documented, stable schema (docs/analytics.md):
+new columns may be appended in later versions, existing ones never renamed or
+reordered. Timestamps are ISO 8601 in UTC with milliseconds; one header row;
+empty cells mean "not measured" (e.g. the emotion model was switched off).
+
+CLI::
+
+    python -m core.export --session 3 --out session3.csv
+    python -m core.export --session 3 --session 4 --summary --out summary.csv
+    python -m core.export --all --summary --out -          # to stdout
+"""
+import core  # noqa: F401  (first: safe native-library import order)
+
+import argparse
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+import pandas as pd
+
+from core.config import EMOTIONS
+from core.session_stats import FEMALE_THRESHOLD, summary
+from core.store import SessionStore
+from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS
+
+log = logging.getLogger(__name__)
+
+FRAME_COLUMNS = (
+    "session_id", "session_name", "timestamp", "elapsed_s", "frame_index", "face_id", *BOX_COLUMNS,
+    *EMOTION_COLUMNS, "dominant_emotion", "age", "p_female", "gender",
+)
+SUMMARY_COLUMNS = (
+    "session_id", "session_name", "source", "source_path", "status", "started_at", "ended_at", "duration_s",
+    "frames", "frames_with_faces", "observations", "faces", "dominant_emotion",
+    *(f"share_{e}" for e in EMOTIONS), "mean_age", "female_share", "model_versions", "settings",
+)
+
+
+def iso_utc(values: pd.Series) -> pd.Series:
+    """Datetimes or epoch seconds -> ``2024-05-01T12:00:00.033+00:00`` strings ('' for missing)."""
+    if pd.api.types.is_numeric_dtype(values):
+        stamps = pd.to_datetime(values, unit="s", utc=True)
+    else:
+        stamps = pd.to_datetime(values, utc=True)
+    text = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "+00:00"
+    return text.where(stamps.notna(), "")
+
+
+def frame_chunks(store: SessionStore, session_id: int, chunk_rows: int = 50_000) -> Iterator[pd.DataFrame]:
+    """The session's rows as export-ready frames with exactly ``FRAME_COLUMNS``."""
+    info = store.get_session(session_id)
+    start = info["started_at"].timestamp()
+    for chunk in store.iter_results(session_id, chunk_rows):
+        out = pd.DataFrame({"session_id": chunk["session_id"], "session_name": info["name"]})
+        out["timestamp"] = iso_utc(chunk["timestamp"])
+        out["elapsed_s"] = (chunk["timestamp"] - start).round(3)
+        for column in ("frame_index", "face_id", *BOX_COLUMNS):
+            out[column] = chunk[column]
+        for column in EMOTION_COLUMNS:
+            out[column] = chunk[column].astype(float).round(5)
+        out["dominant_emotion"] = chunk["dominant_emotion"]
+        out["age"] = chunk["age"].astype(float).round(2)
+        out["p_female"] = chunk["p_female"].astype(float).round(4)
+        p_female = chunk["p_female"].astype(float)
+        out["gender"] = p_female.ge(FEMALE_THRESHOLD).map({True: "female", False: "male"}).where(p_female.notna())
+        yield out[list(FRAME_COLUMNS)]
+
+
+def write_frames_csv(store: SessionStore, session_ids: Iterable[int], out: IO[str]) -> int:
+    """Write per-frame rows of the sessions to a text stream; returns the number of data rows."""
+    written = 0
+    header = True
+    for session_id in session_ids:
+        for chunk in frame_chunks(store, session_id):
+            chunk.to_csv(out, index=False, header=header)
+            header = False
+            written += len(chunk)
+    if header:  # no rows at all: still one header row, so the file parses
+        pd.DataFrame(columns=list(FRAME_COLUMNS)).to_csv(out, index=False)
+    return written
+
+
+def summary_frame(store: SessionStore, session_ids: Iterable[int]) -> pd.DataFrame:
+    """One row per session with exactly ``SUMMARY_COLUMNS``."""
+    rows = []
+    for session_id in session_ids:
+        s = summary(store, session_id)
+        rows.append({
+            "session_id": s.session_id, "session_name": s.name, "source": s.source,
+            "source_path": store.get_session(session_id)["source_path"], "status": s.status,
+            "started_at": s.started_at, "ended_at": s.ended_at, "duration_s": round(s.duration_s, 3),
+            "frames": s.frames, "frames_with_faces": s.frames_with_faces, "observations": s.observations,
+            "faces": s.faces, "dominant_emotion": s.dominant_emotion,
+            **{f"share_{e}": (round(s.emotion_share[e], 5) if s.emotion_share else None) for e in EMOTIONS},
+            "mean_age": None if s.mean_age is None else round(s.mean_age, 2),
+            "female_share": None if s.female_share is None else round(s.female_share, 5),
+            "model_versions": json.dumps(s.model_versions, sort_keys=True),
+            "settings": json.dumps(s.settings, sort_keys=True),
+        })
+    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    for column in ("started_at", "ended_at"):
+        frame[column] = iso_utc(frame[column]) if len(frame) else frame[column]
+    return frame
+
+
+def frames_csv_bytes(store: SessionStore, session_ids: Iterable[int]) -> bytes:
+    buffer = io.StringIO()
+    write_frames_csv(store, session_ids, buffer)
+    return buffer.getvalue().encode("utf-8")
+
+
+def summary_csv_bytes(store: SessionStore, session_ids: Iterable[int]) -> bytes:
+    return summary_frame(store, session_ids).to_csv(index=False).encode("utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.split("\n\n")[0])
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--session", type=int, action="append", help="session id (repeat for several)")
+    which.add_argument("--all", action="store_true", help="every session in the store")
+    parser.add_argument("--out", required=True, help="CSV file to write, or - for stdout")
+    parser.add_argument("--summary", action="store_true", help="one summary row per session instead of frames")
+    parser.add_argument("--db", help="SQLAlchemy URL (default: FACESENSE_DB_URL or the SQLite file in FACESENSE_HOME)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+
+    store = SessionStore(args.db)
+    known = set(store.list_sessions()["id"].astype(int))
+    ids = sorted(known) if args.all else args.session
+    missing = [i for i in ids if i not in known]
+    if missing:
+        print(f"error: no session with id {', '.join(map(str, missing))} "
+              f"(known: {', '.join(map(str, sorted(known))) or 'none'})", file=sys.stderr)
+        return 2
+    to_stdout = args.out == "-"
+    target = sys.stdout if to_stdout else open(Path(args.out).expanduser(), "w", newline="", encoding="utf-8")
+    try:
+        if args.summary:
+            frame = summary_frame(store, ids)
+            frame.to_csv(target, index=False)
+            count = len(frame)
+        else:
+            count = write_frames_csv(store, ids, target)
+    finally:
+        if not to_stdout:
+            target.close()
+    if not to_stdout:
+        kind = "summary rows" if args.summary else "frame rows"
+        print(f"wrote {count} {kind} of {len(ids)} session(s) to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
