@@ -1,0 +1,117 @@
+"""One model builder for all three tasks: ``build_model(task, arch)``.
+
+Architectures:
+* ``default``: a VGG-style CNN with batch norm and global average pooling, sized
+  per task so that all three networks together stay real-time on a 2-core CPU.
+* ``compact``: the same design at half width, for quick runs and slow machines.
+* ``seed``: the project's seed-design networks, reproduced as specified
+  (48x48x3 input, plain Conv2D stacks, Dense(1024)/Dense(512) heads).
+
+Every network takes ``uint8`` faces (the output of ``core.preprocess``) and scales
+them itself, so inference never has to remember how training normalised pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from core.config import EMOTIONS
+from core.preprocess import FaceSpec
+
+ARCHITECTURES = {
+    "default": "VGG-style CNN with batch norm, sized per task for real-time CPU inference (recommended)",
+    "compact": "the default design at half width: faster to train and run, a little less accurate",
+    "seed": "the seed design's networks (128-filter conv stacks, dense 1024 head), as specified",
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How an architecture is trained by default (the CLI can override each field)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    optimizer: str  # "adam" (constant rate) or "adamw-cosine"
+
+
+def input_spec(task: str, arch: str) -> FaceSpec:
+    """The face preprocessing each (task, architecture) is trained with."""
+    from training.data import DEFAULT_SPECS
+
+    spec = DEFAULT_SPECS[task]
+    if arch == "seed":  # the seed design used 48x48 colour inputs for all three tasks
+        return FaceSpec(size=48, channels=3, margin=spec.margin)
+    return spec
+
+
+def recipe(task: str, arch: str) -> Recipe:
+    if arch == "seed":
+        return Recipe(epochs=100 if task == "gender" else 50, batch_size=32, learning_rate=1e-4, optimizer="adam")
+    return Recipe(epochs={"emotion": 20, "age": 15, "gender": 12}[task], batch_size=64,
+                  learning_rate=2e-3, optimizer="adamw-cosine")
+
+
+def _head(task: str, x, age_bias: float):
+    if task == "emotion":
+        return layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x)
+    if task == "age":
+        return layers.Dense(1, name="age", bias_initializer=keras.initializers.Constant(age_bias))(x)
+    return layers.Dense(1, activation="sigmoid", name="gender")(x)
+
+
+def _conv_bn(x, filters: int):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def _vgg_body(x, width: int, dropout: float):
+    for mult in (1, 2, 4):
+        x = _conv_bn(x, width * mult)
+        x = _conv_bn(x, width * mult)
+        x = layers.MaxPooling2D()(x)
+        x = layers.SpatialDropout2D(0.1)(x)
+    x = _conv_bn(x, width * 8)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(width * 8, activation="relu")(x)
+
+
+def _seed_body(task: str, x):
+    if task == "gender":
+        for filters in (36, 64, 128):
+            x = layers.Conv2D(filters, 3, activation="relu")(x)
+            x = layers.MaxPooling2D(3, strides=2)(x)
+        width = 512
+    else:
+        for _ in range(2):
+            for _ in range(3):
+                x = layers.Conv2D(128, 3, activation="relu")(x)
+            x = layers.MaxPooling2D(3, strides=2)(x)
+        width = 1024
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.2)(x)
+    x = layers.Dense(width, activation="relu")(x)
+    return layers.Dense(width, activation="relu")(x)
+
+
+TASK_WIDTH = {"emotion": 24, "age": 16, "gender": 16}
+
+
+def build_model(task: str, arch: str = "default", spec: FaceSpec | None = None,
+                age_bias: float = 33.0) -> keras.Model:
+    """Build an uncompiled network for ``task`` ("emotion", "age", "gender")."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
+    spec = spec or input_spec(task, arch)
+    inputs = keras.Input(spec.input_shape, dtype="uint8", name="face")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    if arch == "seed":
+        x = _seed_body(task, x)
+    else:
+        width = TASK_WIDTH[task] // (2 if arch == "compact" else 1)
+        x = _vgg_body(x, width, dropout=0.5 if task == "emotion" else 0.3)
+    return keras.Model(inputs, _head(task, x, age_bias), name=f"{task}_{arch}")

@@ -1,0 +1,99 @@
+"""``python -m training fit|evaluate|inspect`` — the training library from the shell."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from core.config import TASKS
+
+
+def _parser() -> argparse.ArgumentParser:
+    from training.builders import ARCHITECTURES
+
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fit = sub.add_parser("fit", help="train a model, evaluate it on the reporting split, save it with its card")
+    fit.add_argument("--task", required=True, choices=TASKS)
+    fit.add_argument("--data", required=True, help="FER2013 CSV/zip/folder or UTKFace folder/zip/tar(.gz)")
+    fit.add_argument("--arch", default="default", choices=sorted(ARCHITECTURES))
+    fit.add_argument("--epochs", type=int)
+    fit.add_argument("--batch-size", type=int)
+    fit.add_argument("--lr", type=float, help="learning rate (peak rate for the cosine schedule)")
+    fit.add_argument("--no-augment", action="store_true")
+    fit.add_argument("--fraction", type=float, default=1.0, help="use this fraction of each split (quick runs)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--out", default="runs/latest", help="output folder (model.keras, card.json, evaluation.json)")
+    fit.add_argument("--progress", help="append JSON-line progress events to this file")
+    ev = sub.add_parser("evaluate", help="print one JSON line of metrics on a split")
+    ev.add_argument("--task", required=True, choices=TASKS)
+    ev.add_argument("--model", required=True, help="model.keras file (its card.json or <name>.json beside it)")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ev.add_argument("--details", help="write the full evaluation (per class, per group, predictions) here")
+    ins = sub.add_parser("inspect", help="validate a data set and print its counts")
+    ins.add_argument("--task", required=True, choices=TASKS)
+    ins.add_argument("--data", required=True)
+    return parser
+
+
+def _card_for(model_path: Path) -> dict:
+    for candidate in (model_path.with_suffix(".json"), model_path.parent / "card.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    raise SystemExit(f"error: no model card found beside {model_path} (expected {model_path.stem}.json or card.json)")
+
+
+def _run_fit(args) -> int:
+    from training.fit import FitConfig, fit
+
+    cfg = FitConfig(task=args.task, data=args.data, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+                    learning_rate=args.lr, augment=not args.no_augment, fraction=args.fraction, seed=args.seed,
+                    out=args.out, progress=args.progress)
+    result = fit(cfg)
+    print(json.dumps(result.card["metrics"]))
+    print(f"saved {result.model_path}", file=sys.stderr)
+    return 0
+
+
+def _run_evaluate(args) -> int:
+    from core.models import TaskModel
+    from core.preprocess import FaceSpec
+    from core.registry import write_json_atomic
+    from training.data import load_dataset
+    from training.evaluate import evaluate, summary_line
+
+    path = Path(args.model)
+    card = _card_for(path)
+    if card.get("task") != args.task:
+        raise SystemExit(f"error: {path} is a {card.get('task')} model, not {args.task}")
+    model = TaskModel.load(path, card)
+    data = load_dataset(args.task, args.data, args.split, spec=FaceSpec.from_dict(card["preprocess"]))
+    details = evaluate(model, data)
+    if args.details:
+        write_json_atomic(Path(args.details), details)
+    print(json.dumps(summary_line(details)))
+    return 0
+
+
+def _run_inspect(args) -> int:
+    from training.data import inspect
+
+    summary = inspect(args.task, args.data)
+    print(json.dumps({"splits": summary.splits, "class_counts": summary.class_counts,
+                      "skipped": summary.skipped}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from training.archives import DataError
+
+    try:
+        return {"fit": _run_fit, "evaluate": _run_evaluate, "inspect": _run_inspect}[args.command](args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

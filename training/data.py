@@ -1,0 +1,326 @@
+"""Data set loaders for the forms users actually download.
+
+* FER2013 as the Kaggle CSV (``emotion,pixels,Usage``) or the Kaggle image-folder
+  layout (``<split>/<class>/<Usage>_<id>.jpg``) as a folder or a .zip.
+* UTKFace as a folder, .zip, .tar or .tar.gz, labels parsed from file names
+  (``age_gender_race_date.jpg.chip.jpg``; race unknown when that field is missing).
+
+Age/gender faces are cropped the way the live app crops them: the Haar detector
+finds the face in each UTKFace image and the shared :func:`preprocess_face` applies
+the model's margin, so training inputs match live inputs. Decoded sets are cached
+as ``.npz`` under the app's cache folder because decoding + detection of 24k
+images takes a minute.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from core.config import EMOTIONS, app_paths
+from core.detection import DetectorSettings, HaarFaceDetector
+from core.preprocess import FaceSpec, preprocess_face
+from training.archives import DataError, archive_kind, iter_members
+
+log = logging.getLogger(__name__)
+LOADER_VERSION = 4
+SPLITS = ("train", "val", "test")
+FER_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+FER_FOLDER_SPLIT = {"train": "train", "training": "train", "val": "val", "validation": "val",
+                    "publictest": "val", "test": "test", "privatetest": "test"}
+GENDERS = ("male", "female")
+RACES = ("white", "black", "asian", "indian", "others")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+DEFAULT_SPECS = {
+    "emotion": FaceSpec(size=48, channels=1, margin=0.0),
+    "age": FaceSpec(size=64, channels=3, margin=0.2),
+    "gender": FaceSpec(size=64, channels=3, margin=0.2),
+}
+UTK_NAME = re.compile(r"^(\d+)_(\d+)_([^_]*)_?")
+
+__all__ = ["DataError", "FaceDataset", "DataSummary", "load_dataset", "inspect", "parse_utk_name"]
+
+
+@dataclass
+class FaceDataset:
+    """Network-ready faces of one split: ``x`` uint8 (n, size, size, channels), ``y`` labels
+    (emotion: class index; age: years; gender: 1 = female). ``groups`` holds age/gender/race
+    per image for UTKFace (per-group metrics)."""
+
+    task: str
+    split: str
+    x: np.ndarray
+    y: np.ndarray
+    spec: FaceSpec
+    source: str
+    class_names: list[str]
+    groups: pd.DataFrame | None = None
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class DataSummary:
+    """What the Training page shows before a run: counts, label distribution, sample faces."""
+
+    task: str
+    source: str
+    splits: dict[str, int]
+    class_counts: dict[str, int] = field(default_factory=dict)
+    ages: np.ndarray | None = None
+    samples: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    skipped: int = 0
+
+
+def data_kind(task: str) -> str:
+    if task == "emotion":
+        return "fer"
+    if task in ("age", "gender"):
+        return "utk"
+    raise ValueError(f"unknown task {task!r}; expected emotion, age or gender")
+
+
+# -- FER2013 -----------------------------------------------------------------------
+
+def _decode(data: bytes, channels: int) -> np.ndarray | None:
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+
+
+def _load_fer_csv(path: Path, spec: FaceSpec) -> dict:
+    try:
+        frame = pd.read_csv(path, dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"{path.name}: not a readable CSV ({exc})") from exc
+    missing = {"emotion", "pixels", "Usage"} - set(frame.columns)
+    if missing:
+        raise DataError(f"{path.name}: expected columns emotion,pixels,Usage; missing {sorted(missing)} "
+                        f"(found {list(frame.columns)})")
+    images, labels, splits, skipped = [], [], [], 0
+    for row, (emotion, pixels, usage) in enumerate(frame[["emotion", "pixels", "Usage"]].itertuples(index=False), 2):
+        values = np.array(str(pixels).split(), dtype=np.int64) if isinstance(pixels, str) else np.zeros(0)
+        if values.size != 48 * 48:
+            raise DataError(f"{path.name}, line {row}: 'pixels' has {values.size} values, expected 2304 (48x48)")
+        if usage not in FER_USAGE or not str(emotion).isdigit() or int(emotion) >= len(EMOTIONS):
+            raise DataError(f"{path.name}, line {row}: bad emotion {emotion!r} or Usage {usage!r}")
+        img = np.clip(values, 0, 255).astype(np.uint8).reshape(48, 48)
+        images.append(preprocess_face(img, spec))
+        labels.append(int(emotion))
+        splits.append(FER_USAGE[usage])
+    return {"x": images, "y": labels, "split": splits, "skipped": skipped}
+
+
+def _fer_member_label(name: str) -> tuple[int, str] | None:
+    parts = PurePosixPath(name).parts
+    if len(parts) < 2 or not name.lower().endswith(IMAGE_SUFFIXES):
+        return None
+    cls = parts[-2].lower()
+    if cls not in EMOTIONS:
+        return None
+    prefix = parts[-1].split("_", 1)[0]
+    split = FER_USAGE.get(prefix)
+    if split is None:
+        folder = next((FER_FOLDER_SPLIT[p.lower()] for p in reversed(parts[:-2]) if p.lower() in FER_FOLDER_SPLIT), None)
+        split = folder or "train"
+    return EMOTIONS.index(cls), split
+
+
+def _load_fer_images(path: Path, spec: FaceSpec) -> dict:
+    images, labels, splits, skipped = [], [], [], 0
+    for name, data in iter_members(path):
+        label = _fer_member_label(name)
+        if label is None:
+            continue
+        img = _decode(data, spec.channels)
+        if img is None:
+            skipped += 1
+            log.warning("%s: skipping unreadable image %s", path.name, name)
+            continue
+        images.append(preprocess_face(img, spec))
+        labels.append(label[0])
+        splits.append(label[1])
+    return {"x": images, "y": labels, "split": splits, "skipped": skipped}
+
+
+# -- UTKFace -----------------------------------------------------------------------
+
+def parse_utk_name(name: str) -> tuple[int, int, int] | None:
+    """(age, gender, race) from a UTKFace file name; race -1 when missing; None if unlabelled."""
+    match = UTK_NAME.match(PurePosixPath(name).name)
+    if not match:
+        return None
+    age, gender, race = int(match.group(1)), int(match.group(2)), match.group(3)
+    if gender not in (0, 1) or not 0 < age < 130:
+        return None
+    return age, gender, int(race) if re.fullmatch(r"[0-4]", race) else -1
+
+
+def _utk_split_table(path: Path) -> dict[str, str]:
+    """The fixed split from ``utkface_split.csv`` beside the data, if there is one."""
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder / "utkface_split.csv", folder.parent / "utkface_split.csv"):
+        if candidate.is_file():
+            table = pd.read_csv(candidate, dtype=str)
+            return dict(zip(table["file"], table["split"]))
+    return {}
+
+
+def _hash_split(data: bytes) -> str:
+    """Deterministic split by content, so identical images always share a split."""
+    bucket = int(hashlib.sha1(data).hexdigest()[:8], 16) % 100
+    return "train" if bucket < 80 else ("val" if bucket < 90 else "test")
+
+
+def _median_relative_box(boxes: list, shapes: list) -> tuple[float, float, float, float]:
+    rel = [(x / w_img, y / h_img, w / w_img, h / h_img) for (x, y, w, h), (h_img, w_img) in zip(boxes, shapes)]
+    return tuple(np.median(np.array(rel), axis=0)) if rel else (0.15, 0.2, 0.7, 0.7)
+
+
+def _largest_face(detector: HaarFaceDetector, img: np.ndarray, min_fraction: float = 0.4):
+    """Largest face box at least ``min_fraction`` of the image wide (UTKFace crops are faces,
+    so smaller boxes are false positives: an eye, a mouth)."""
+    boxes = [b for b in detector.detect(img) if b[2] >= min_fraction * img.shape[1]]
+    return max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
+
+
+def _load_utk(path: Path, spec: FaceSpec) -> dict:
+    split_table = _utk_split_table(path)
+    detector = HaarFaceDetector(DetectorSettings(scale_factor=1.1, min_neighbors=4, min_face=72, detect_width=0))
+    decoded, skipped = [], 0
+    for name, data in iter_members(path):
+        if not name.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        labels = parse_utk_name(name)
+        if labels is None:
+            skipped += 1
+            log.warning("%s: skipping %s (no age_gender_race label in the name)", path.name, name)
+            continue
+        img = _decode(data, 3)
+        if img is None:
+            skipped += 1
+            log.warning("%s: skipping unreadable image %s", path.name, name)
+            continue
+        base = PurePosixPath(name).name
+        split = split_table.get(base) or _hash_split(data)
+        # the live detector sees whole camera frames; upscale the small crops so Haar's
+        # minimum window fits the face the way it does at webcam resolution
+        big = cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+        box = _largest_face(detector, big)
+        box = tuple(v // 2 for v in box) if box else None
+        decoded.append((base, img, box, labels, split))
+    fallback = _median_relative_box([d[2] for d in decoded if d[2]], [d[1].shape[:2] for d in decoded if d[2]])
+    images, ys, splits, meta = [], [], [], []
+    for base, img, box, (age, gender, race), split in decoded:
+        detected = box is not None
+        if not detected:
+            h, w = img.shape[:2]
+            box = (int(fallback[0] * w), int(fallback[1] * h), int(fallback[2] * w), int(fallback[3] * h))
+        images.append(preprocess_face(img, spec, box))
+        ys.append((age, gender))
+        splits.append(split)
+        meta.append((base, age, gender, race, detected))
+    if decoded:
+        log.info("UTKFace: face detected in %d of %d images", sum(m[4] for m in meta), len(meta))
+    return {"x": images, "y": ys, "split": splits, "skipped": skipped,
+            "meta": pd.DataFrame(meta, columns=["file", "age", "gender", "race", "detected"])}
+
+
+# -- caching and public API --------------------------------------------------------
+
+def _cache_file(kind: str, path: Path, spec: FaceSpec) -> Path:
+    stat = path.stat()
+    key = f"{LOADER_VERSION}|{kind}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{spec}"
+    return app_paths().cache_dir / f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+
+
+def _load_all(kind: str, path: Path, spec: FaceSpec) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    cache = _cache_file(kind, path, spec)
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+        if "meta" in data:
+            data["meta"] = pd.read_json(io.StringIO(str(data["meta"])))
+        return data
+    if kind == "fer":
+        is_csv = path.is_file() and archive_kind_or_csv(path) == "csv"
+        raw = _load_fer_csv(path, spec) if is_csv else _load_fer_images(path, spec)
+    else:
+        raw = _load_utk(path, spec)
+    if not raw["x"]:
+        raise DataError(f"{path.name}: no labelled images found "
+                        + ("(expected <split>/<emotion>/<name>.jpg)" if kind == "fer"
+                           else "(expected files named age_gender_race_date.jpg)"))
+    data = {"x": np.stack(raw["x"]), "y": np.asarray(raw["y"]), "split": np.asarray(raw["split"]),
+            "skipped": np.asarray(raw["skipped"])}
+    to_save = dict(data)
+    if "meta" in raw:
+        data["meta"] = raw["meta"]
+        to_save["meta"] = np.asarray(raw["meta"].to_json())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **to_save)
+    tmp.replace(cache)
+    return data
+
+
+def archive_kind_or_csv(path: Path) -> str:
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return "csv"
+    return archive_kind(path)
+
+
+def load_dataset(task: str, path: Path | str, split: str = "train", fraction: float = 1.0,
+                 seed: int = 0, spec: FaceSpec | None = None) -> FaceDataset:
+    """Load one split of the data set for ``task``; ``fraction`` < 1 keeps a random subset."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}")
+    spec = spec or DEFAULT_SPECS[task]
+    kind = data_kind(task)
+    data = _load_all(kind, Path(path), spec)
+    idx = np.flatnonzero(data["split"] == split)
+    if len(idx) == 0:
+        raise DataError(f"{Path(path).name}: no images in the {split!r} split")
+    if fraction < 1.0:
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(idx, size=max(1, int(round(len(idx) * fraction))), replace=False))
+    if kind == "fer":
+        y, class_names, groups = data["y"][idx].astype(np.int64), list(EMOTIONS), None
+    else:
+        col = 0 if task == "age" else 1
+        y = data["y"][idx, col].astype(np.float32)
+        class_names = list(GENDERS) if task == "gender" else []
+        groups = data["meta"].iloc[idx].reset_index(drop=True)
+    return FaceDataset(task, split, data["x"][idx], y, spec, str(path), class_names, groups,
+                       int(data["skipped"]))
+
+
+def inspect(task: str, path: Path | str, samples: int = 16, seed: int = 0) -> DataSummary:
+    """Validate a data set and summarise it (raises :class:`DataError` on bad data)."""
+    spec = DEFAULT_SPECS[task]
+    data = _load_all(data_kind(task), Path(path), spec)
+    splits = {s: int((data["split"] == s).sum()) for s in SPLITS}
+    summary = DataSummary(task, str(path), splits, skipped=int(data["skipped"]))
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(data["y"]), size=min(samples, len(data["y"])), replace=False)
+    if task == "emotion":
+        counts = np.bincount(data["y"].astype(int), minlength=len(EMOTIONS))
+        summary.class_counts = {name: int(c) for name, c in zip(EMOTIONS, counts)}
+        summary.samples = [(data["x"][i], EMOTIONS[int(data["y"][i])]) for i in pick]
+    else:
+        ages, genders = data["y"][:, 0], data["y"][:, 1].astype(int)
+        summary.ages = ages.astype(np.float32)
+        summary.class_counts = {g: int((genders == i).sum()) for i, g in enumerate(GENDERS)}
+        summary.samples = [(data["x"][i], f"{int(ages[i])} y, {GENDERS[genders[i]]}") for i in pick]
+    return summary

@@ -1,0 +1,210 @@
+"""Fitting a task model end to end: load, build, train, keep the best epoch, evaluate, save.
+
+Nothing is written to the output folder's ``model.keras`` until training and the
+evaluation finished; the file appears by an atomic rename, so a failed or
+cancelled run never leaves a model that could be registered or activated.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from core.models import TaskModel
+from core.registry import write_json_atomic
+from training.augment import FaceBatches
+from training.builders import build_model, input_spec, recipe
+from training.data import FaceDataset, load_dataset
+from training.evaluate import evaluate, summary_line
+
+log = logging.getLogger(__name__)
+MONITOR = {"emotion": "val_accuracy", "age": "val_mae", "gender": "val_accuracy"}
+
+
+@dataclass
+class FitConfig:
+    """Everything a training run depends on; ``None`` means the architecture's recipe default."""
+
+    task: str
+    data: str
+    arch: str = "default"
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    augment: bool = True
+    fraction: float = 1.0
+    seed: int = 0
+    out: str | None = None
+    progress: str | None = None
+
+    def resolved(self) -> "FitConfig":
+        base = recipe(self.task, self.arch)
+        return FitConfig(**{**asdict(self), "epochs": self.epochs or base.epochs,
+                            "batch_size": self.batch_size or base.batch_size,
+                            "learning_rate": self.learning_rate or base.learning_rate})
+
+    def command(self) -> str:
+        """The CLI command that reproduces this run."""
+        args = ["python", "-m", "training", "fit", "--task", self.task, "--data", self.data, "--arch", self.arch,
+                "--epochs", str(self.epochs), "--batch-size", str(self.batch_size), "--lr", str(self.learning_rate),
+                "--fraction", str(self.fraction), "--seed", str(self.seed)]
+        if not self.augment:
+            args.append("--no-augment")
+        if self.out:
+            args += ["--out", self.out]
+        return shlex.join(args)
+
+
+@dataclass
+class FitResult:
+    model: keras.Model
+    history: dict
+    card: dict
+    evaluation: dict
+    model_path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class ProgressFile(keras.callbacks.Callback):
+    """Appends JSON lines (start/batch/epoch) for the Training page to follow a run."""
+
+    def __init__(self, path: str | None, epochs: int, steps: int, every_s: float = 0.5) -> None:
+        super().__init__()
+        self.path, self.epochs, self.steps, self.every_s = path, epochs, steps, every_s
+        self._last = 0.0
+        self._epoch = 0
+
+    def emit(self, event: str, **fields) -> None:
+        if self.path:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps({"event": event, **fields, "time": time.time()}) + "\n")
+
+    def on_train_begin(self, logs=None) -> None:
+        self.emit("start", epochs=self.epochs, steps=self.steps)
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        now = time.time()
+        if now - self._last >= self.every_s or batch + 1 == self.steps:
+            self._last = now
+            self.emit("batch", epoch=self._epoch + 1, step=batch + 1, steps=self.steps,
+                      logs={k: float(v) for k, v in (logs or {}).items()})
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self.emit("epoch", epoch=epoch + 1, epochs=self.epochs, logs={k: float(v) for k, v in (logs or {}).items()})
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Remember the weights of the best validation epoch and restore them at the end."""
+
+    def __init__(self, monitor: str, mode: str) -> None:
+        super().__init__()
+        self.monitor, self.sign = monitor, (1 if mode == "max" else -1)
+        self.best, self.best_epoch, self.weights = -np.inf, 0, None
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is not None and self.sign * value > self.best:
+            self.best, self.best_epoch, self.weights = self.sign * value, epoch + 1, self.model.get_weights()
+
+    def on_train_end(self, logs=None) -> None:
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
+def compile_model(model: keras.Model, task: str, cfg: FitConfig, steps_per_epoch: int) -> None:
+    base = recipe(task, cfg.arch)
+    if base.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(cfg.learning_rate)
+    else:
+        total = max(1, cfg.epochs * steps_per_epoch)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            cfg.learning_rate * 0.1, decay_steps=total, warmup_target=cfg.learning_rate,
+            warmup_steps=min(steps_per_epoch, total // 10))
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-4)
+    if task == "emotion":
+        loss, metrics = keras.losses.CategoricalCrossentropy(label_smoothing=0.1), ["accuracy"]
+    elif task == "age":
+        loss = "mse" if cfg.arch == "seed" else keras.losses.Huber(delta=5.0)
+        metrics = ["mae"]
+    else:
+        loss, metrics = "binary_crossentropy", ["accuracy"]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+def _targets(task: str, y: np.ndarray) -> np.ndarray:
+    if task == "emotion":
+        return keras.utils.to_categorical(y, 7).astype(np.float32)
+    return y.astype(np.float32).reshape(-1, 1)
+
+
+def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details: dict, best_epoch: int) -> dict:
+    return {
+        "task": cfg.task, "architecture": cfg.arch, "input_shape": list(spec.input_shape),
+        "preprocess": spec.to_dict(), "class_names": train.class_names,
+        "output": {"emotion": "softmax over class_names", "age": "years",
+                   "gender": "probability of female"}[cfg.task],
+        "dataset": {"source": Path(cfg.data).name, "train_split": "train", "val_split": "val",
+                    "report_split": details["split"], "n_train": len(train),
+                    "split_names": ("FER2013 Training / PublicTest / PrivateTest" if cfg.task == "emotion"
+                                    else "UTKFace utkface_split.csv train / val / test"),
+                    "fraction": cfg.fraction, "skipped_images": train.skipped},
+        "options": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+                    "augment": cfg.augment, "seed": cfg.seed},
+        "epochs": cfg.epochs, "best_epoch": best_epoch, "params": int(model.count_params()),
+        "metrics": summary_line(details), "command": cfg.command(),
+        "keras_version": keras.__version__, "backend": keras.backend.backend(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
+    """Train ``cfg.task`` on ``cfg.data``; evaluate on the reporting split; save to ``cfg.out``."""
+    cfg = cfg.resolved()
+    keras.utils.set_random_seed(cfg.seed)
+    spec = input_spec(cfg.task, cfg.arch)
+    train = load_dataset(cfg.task, cfg.data, "train", cfg.fraction, cfg.seed, spec)
+    val = load_dataset(cfg.task, cfg.data, "val", cfg.fraction, cfg.seed, spec)
+    log.info("%s: %d training and %d validation faces", cfg.task, len(train), len(val))
+    age_bias = float(np.mean(train.y)) if cfg.task == "age" else 33.0
+    model = build_model(cfg.task, cfg.arch, spec, age_bias=age_bias)
+    shift = 0.08 if cfg.task == "emotion" else 0.05
+    batches = FaceBatches(train.x, _targets(cfg.task, train.y), cfg.batch_size, cfg.augment, cfg.seed,
+                          shift=shift, workers=2, use_multiprocessing=False)
+    compile_model(model, cfg.task, cfg, len(batches))
+    monitor = MONITOR[cfg.task]
+    keep = KeepBest(monitor, "min" if cfg.task == "age" else "max")
+    progress = ProgressFile(cfg.progress, cfg.epochs, len(batches))
+    history = model.fit(batches, validation_data=(val.x, _targets(cfg.task, val.y)), epochs=cfg.epochs,
+                        callbacks=[keep, progress, *callbacks], verbose=2 if cfg.progress is None else 0)
+    progress.emit("evaluate")
+    test = load_dataset(cfg.task, cfg.data, "test", 1.0, cfg.seed, spec)
+    card_stub = {"task": cfg.task, "preprocess": spec.to_dict(), "class_names": train.class_names}
+    details = evaluate(TaskModel(cfg.task, model, card_stub), test)
+    card = _card(cfg, model, spec, train, details, keep.best_epoch)
+    result = FitResult(model, history.history, card, details)
+    if cfg.out:
+        result.model_path = save(model, card, details, Path(cfg.out))
+    progress.emit("done")
+    return result
+
+
+def save(model: keras.Model, card: dict, details: dict, out: Path) -> Path:
+    """Write card.json, evaluation.json, then model.keras by atomic rename (last, so its presence means done)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "evaluation.json", details)
+    write_json_atomic(out / "card.json", card)
+    tmp = out / ".model.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, out / "model.keras")
+    return out / "model.keras"
