@@ -1,0 +1,184 @@
+"""Loaders on small real samples (from ../shared) and on malformed inputs."""
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import core  # noqa: F401
+from training.archives import DataError, safe_extract
+from training.data import inspect, load_dataset, parse_utk_name
+from tests.conftest import shared_path
+
+MALFORMED_UTK = {
+    "39_1_20170116174525125.jpg.chip.jpg": (39, 1, -1),
+    "61_1_20170109142408075.jpg.chip.jpg": (61, 1, -1),
+    "61_1_20170109150557335.jpg.chip.jpg": (61, 1, -1),
+    "14_0_0_2017011022340900.jpg.chip.jpg": (14, 0, 0),
+    "28_1_2_201701161846515488.jpg.chip.jpg": (28, 1, 2),
+    "38_0_1_201701162330572788.jpg.chip.jpg": (38, 0, 1),
+    "55_0_0_20170116232725357jpg.chip.jpg": (55, 0, 0),
+    "24_0_1_20170116220224657 .jpg.chip.jpg": (24, 0, 1),
+}
+
+
+def fer_sample(tmp_path: Path, per_class: int = 6) -> Path:
+    """A small real FER2013 image-folder zip: a few images per class and split."""
+    src = zipfile.ZipFile(shared_path("data", "fer2013_images.zip"))
+    picked, seen = [], {}
+    for name in src.namelist():
+        parts = name.split("/")
+        if len(parts) != 4 or not name.endswith(".jpg"):
+            continue
+        key = (parts[2], parts[3].split("_")[0])
+        if seen.get(key, 0) < per_class:
+            seen[key] = seen.get(key, 0) + 1
+            picked.append(name)
+    out = tmp_path / "fer_sample.zip"
+    with zipfile.ZipFile(out, "w") as dst:
+        for name in picked:
+            dst.writestr(name, src.read(name))
+    return out
+
+
+def utk_sample(tmp_path: Path, n: int = 40, with_malformed: bool = True) -> list[tuple[str, bytes]]:
+    members = []
+    with tarfile.open(shared_path("data", "utkface_96.tar")) as tf:
+        for info in tf:
+            base = Path(info.name).name
+            if info.isfile() and (len(members) < n or (with_malformed and base in MALFORMED_UTK)):
+                members.append((base, tf.extractfile(info).read()))
+    return members
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]], mode: str = "w") -> Path:
+    with tarfile.open(path, mode) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(f"UTKFace/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_parse_utk_names_including_the_eight_malformed():
+    for name, expected in MALFORMED_UTK.items():
+        assert parse_utk_name(name) == expected
+    assert parse_utk_name("25_0_3_20170119171034218.jpg.chip.jpg") == (25, 0, 3)
+    assert parse_utk_name("notes.jpg") is None
+    assert parse_utk_name("30_7_1_2017.jpg") is None  # gender must be 0/1
+
+
+def test_fer_zip_folder_and_csv_agree(tmp_path):
+    archive = fer_sample(tmp_path)
+    from_zip = load_dataset("emotion", archive, "test")
+    folder = safe_extract(archive, tmp_path / "folder")
+    from_dir = load_dataset("emotion", folder, "test")
+    assert from_zip.x.shape[1:] == (48, 48, 1) and from_zip.x.dtype == np.uint8
+    np.testing.assert_array_equal(from_zip.y, from_dir.y)
+    # the Kaggle CSV form of the same images (as FER2013.md describes) gives the same labels
+    rows = []
+    with zipfile.ZipFile(archive) as zf:
+        for name in zf.namelist():
+            img = cv2.imdecode(np.frombuffer(zf.read(name), np.uint8), cv2.IMREAD_GRAYSCALE)
+            emotion = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"].index(name.split("/")[2])
+            rows.append({"emotion": emotion, "pixels": " ".join(map(str, img.reshape(-1))),
+                         "Usage": Path(name).name.split("_")[0]})
+    csv = tmp_path / "fer2013.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    from_csv = load_dataset("emotion", csv, "test")
+    assert sorted(from_csv.y.tolist()) == sorted(from_zip.y.tolist())
+    assert set(np.unique(from_zip.y)) == set(range(7))
+    assert {len(load_dataset("emotion", csv, s)) for s in ("train", "val", "test")} == {42}
+
+
+def test_utk_tar_targz_zip_folder(tmp_path):
+    members = utk_sample(tmp_path)
+    tar = write_tar(tmp_path / "utk.tar", members)
+    targz = write_tar(tmp_path / "utk.tar.gz", members, "w:gz")
+    zpath = tmp_path / "utk.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for name, data in members:
+            zf.writestr(f"UTKFace/{name}", data)
+    counts = []
+    for source in (tar, targz, zpath):
+        summary = inspect("age", source)
+        counts.append(sum(summary.splits.values()))
+        assert summary.ages.min() >= 1
+    folder = safe_extract(tar, tmp_path / "dir")
+    assert (folder / "UTKFace" / "24_0_1_20170116220224657 .jpg.chip.jpg").is_file()
+    counts.append(sum(inspect("gender", folder).splits.values()))
+    assert counts == [len(members)] * 4
+    test = load_dataset("gender", folder, "train")
+    assert test.x.shape[1:] == (64, 64, 3)
+    assert set(test.groups["race"]) <= {-1, 0, 1, 2, 3, 4}
+
+
+def test_utk_uses_the_fixed_split_file_beside_the_data(tmp_path):
+    members = utk_sample(tmp_path, n=30, with_malformed=False)
+    write_tar(tmp_path / "utk.tar", members)
+    table = pd.read_csv(shared_path("data", "utkface_split.csv"))
+    table.to_csv(tmp_path / "utkface_split.csv", index=False)
+    expected = table.set_index("file").loc[[m[0] for m in members], "split"].value_counts().to_dict()
+    got = {k: v for k, v in inspect("age", tmp_path / "utk.tar").splits.items() if v}
+    assert got == expected
+
+
+def test_fer_csv_errors_name_the_file_and_problem(tmp_path):
+    bad_cols = tmp_path / "wrong.csv"
+    bad_cols.write_text("label,img\n0,1 2 3\n")
+    with pytest.raises(DataError, match=r"wrong.csv.*emotion,pixels,Usage"):
+        load_dataset("emotion", bad_cols)
+    bad_pixels = tmp_path / "short.csv"
+    bad_pixels.write_text("emotion,pixels,Usage\n0," + " ".join(["1"] * 2304) + ",Training\n3,1 2 3,Training\n")
+    with pytest.raises(DataError, match=r"short.csv, line 3.*3 values, expected 2304"):
+        load_dataset("emotion", bad_pixels)
+
+
+def test_unreadable_archive_and_no_labelled_images(tmp_path):
+    junk = tmp_path / "data.zip"
+    junk.write_bytes(b"this is not an archive at all")
+    with pytest.raises(DataError, match="data.zip"):
+        load_dataset("emotion", junk)
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    with pytest.raises(DataError, match="no labelled images"):
+        load_dataset("age", empty)
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset("emotion", tmp_path / "missing.zip")
+
+
+def test_corrupt_image_is_skipped_and_counted(tmp_path):
+    archive = fer_sample(tmp_path, per_class=2)
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("fer2013/train/happy/Training_999.jpg", b"\xff\xd8 broken jpeg")
+    data = load_dataset("emotion", archive, "train")
+    assert data.skipped == 1
+    assert len(data) == 14
+
+
+@pytest.mark.parametrize("evil", ["../evil.jpg", "/abs/evil.jpg", "fer2013/train/../../evil.jpg"])
+def test_archive_members_escaping_the_target_are_rejected(tmp_path, evil):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("fer2013/train/happy/Training_1.jpg", b"x")
+        zf.writestr(evil, b"x")
+    with pytest.raises(DataError, match="unsafe member path"):
+        load_dataset("emotion", archive)
+    target = tmp_path / "deep" / "target"
+    with pytest.raises(DataError):
+        safe_extract(archive, target)
+    assert not (tmp_path / "deep" / "evil.jpg").exists() and not Path("/abs/evil.jpg").exists()
+    tar = tmp_path / "evil.tar"
+    with tarfile.open(tar, "w") as tf:
+        info = tarfile.TarInfo(evil)
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(DataError, match="unsafe member path"):
+        safe_extract(tar, target)
