@@ -32,6 +32,22 @@ class DetectorSettings:
     min_face: int = 48
     detect_width: int = 320
 
+    @classmethod
+    def from_sensitivity(cls, sensitivity: float, min_face: int = 48, detect_width: int = 320) -> "DetectorSettings":
+        """Map a user-facing sensitivity in [0, 1] to ``min_neighbors``.
+
+        0.5 gives the default (5); 1.0 finds more faces in poor light or at an angle but also
+        more false boxes (2 neighbours); 0.0 accepts only very clear faces (8 neighbours).
+        """
+        sensitivity = min(1.0, max(0.0, float(sensitivity)))
+        return cls(min_neighbors=int(round(8 - 6 * sensitivity)), min_face=int(min_face),
+                   detect_width=int(detect_width))
+
+    @property
+    def sensitivity(self) -> float:
+        """Inverse of :meth:`from_sensitivity` (clipped to [0, 1])."""
+        return min(1.0, max(0.0, (8 - self.min_neighbors) / 6))
+
 
 def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> Path:
     path = Path(cv2.data.haarcascades) / name
@@ -41,6 +57,24 @@ def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> Path
             "which still bundles the cascades"
         )
     return path
+
+
+class RegionFaceDetector(FaceDetector, Protocol):
+    """A detector that can also look for one known face near where it was last seen.
+
+    Trackers use ``detect_near`` between full-frame scans: searching a small window at the
+    face's own scale costs a fraction of a full scan, which keeps live analysis real-time.
+    """
+
+    def detect_near(self, frame: np.ndarray, box: Box) -> list[Box]: ...
+
+
+# Near-search geometry: the window reaches this fraction of the face size beyond each side of
+# the last box, and is rescaled so that the face spans NEAR_FACE_PX pixels, which lets faces
+# from NEAR_FACE_PX / NEAR_SIZE_RANGE to NEAR_FACE_PX * NEAR_SIZE_RANGE pixels be found.
+NEAR_SEARCH_MARGIN = 0.5
+NEAR_FACE_PX = 56
+NEAR_SIZE_RANGE = 1.5
 
 
 class HaarFaceDetector:
@@ -65,3 +99,33 @@ class HaarFaceDetector:
             gray, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors, minSize=(min_side, min_side)
         )
         return [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+
+    def detect_near(self, frame: np.ndarray, box: Box) -> list[Box]:
+        """Faces of about ``box``'s size in a window around it, in full-frame coordinates."""
+        s = self.settings
+        x, y, w, h = (int(v) for v in box)
+        size = max(w, h, 1)
+        fh, fw = frame.shape[:2]
+        pad = int(round(NEAR_SEARCH_MARGIN * size))
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x1, y1 = min(fw, x + w + pad), min(fh, y + h + pad)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return []
+        roi = frame[y0:y1, x0:x1]
+        gray = roi if roi.ndim == 2 else cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)
+        scale = NEAR_FACE_PX / size
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        gray = cv2.equalizeHist(cv2.resize(gray, None, fx=scale, fy=scale, interpolation=interp))
+        min_side = max(24, int(NEAR_FACE_PX / NEAR_SIZE_RANGE), int(round(s.min_face * scale)))
+        max_side = int(NEAR_FACE_PX * NEAR_SIZE_RANGE)
+        if min_side > max_side or min(gray.shape[:2]) < min_side:
+            return []
+        found = self._cascade.detectMultiScale(
+            gray, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
+            minSize=(min_side, min_side), maxSize=(max_side, max_side),
+        )
+        return [
+            (int(round(bx / scale)) + x0, int(round(by / scale)) + y0,
+             int(round(bw / scale)), int(round(bh / scale)))
+            for bx, by, bw, bh in np.asarray(found).reshape(-1, 4)
+        ]

@@ -1,0 +1,235 @@
+"""The frame pipeline shared by live video and video files.
+
+detect -> track -> preprocess -> one batched call per model -> smooth -> (draw).
+
+Detection is tracking-assisted: while faces are followed, the whole frame is scanned
+only every ``full_scan_every`` frames and each known face is searched for in a small
+window around its last position in between (a fraction of the cost of a full scan).
+All faces of a frame go through each network in one batch. A frame that fails to
+process is reported with ``error`` set and skipped; it never stops the stream.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Mapping
+
+import numpy as np
+
+from core.config import EMOTIONS, TASKS
+from core.detection import DetectorSettings, FaceDetector, HaarFaceDetector
+from core.overlay import draw_faces
+from core.preprocess import Box
+from core.smoothing import FaceSmoother
+from core.tracking import FaceTracker, Track, TrackingSettings, iou, merge_overlapping
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalyzerSettings:
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    smoothing_window: int = 5            # frames; 0 = off
+    tasks: tuple[str, ...] = TASKS       # which models run
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form (recorded with each session)."""
+        data = asdict(self)
+        data["tasks"] = list(self.tasks)
+        return data
+
+
+@dataclass
+class FaceResult:
+    face_id: int                          # stable while the person stays in view
+    box: tuple[int, int, int, int]        # x, y, w, h in frame pixels
+    emotion_probs: np.ndarray | None      # (7,) smoothed, EMOTIONS order; None if emotion model off
+    emotion: str | None                   # argmax name
+    age: float | None                     # years, smoothed
+    gender: float | None                  # P(female) in [0,1], smoothed
+
+
+@dataclass
+class FrameResult:
+    frame_index: int
+    timestamp: float                      # seconds since the epoch (video files: session start + position)
+    faces: list[FaceResult]
+    timings_ms: dict[str, float]          # per stage: detect, track, preprocess, emotion, age, gender, draw, total
+    error: str | None = None              # set when the frame failed to process (frame skipped, not fatal)
+    held: list[FaceResult] = field(default_factory=list)  # tracked faces missed this frame: drawn, not analysed
+
+
+def _as_model_dict(models) -> Mapping:
+    """A plain task -> TaskModel mapping, or ActiveModels' current (hot-reloaded) set."""
+    return models if isinstance(models, Mapping) else models.get()
+
+
+class FrameAnalyzer:
+    """Turns BGR frames into :class:`FrameResult` s; one instance per stream (it keeps tracks).
+
+    ``analyze``/``process`` run on one thread at a time (the video thread);
+    ``update_settings`` and ``reset`` may be called from any thread and take effect at
+    the next frame.
+    """
+
+    def __init__(self, models, settings: AnalyzerSettings | None = None,
+                 detector: FaceDetector | None = None) -> None:
+        self._models = models  # core.models.ActiveModels (hot reload) or dict[str, TaskModel]
+        self.settings = settings or AnalyzerSettings()
+        self._own_detector = detector is None
+        self.detector = detector or HaarFaceDetector(self.settings.detector)
+        self.tracker = FaceTracker(self.settings.tracking)
+        self.smoother = FaceSmoother(self.settings.smoothing_window)
+        self._lock = threading.Lock()
+        self._pending_settings: AnalyzerSettings | None = None
+        self._pending_reset = False
+        self._last: dict[int, FaceResult] = {}
+        self._frame_index = 0
+        self._since_full_scan = 0
+        self.failed_frames = 0
+
+    # -- control (any thread) -------------------------------------------------------
+    def update_settings(self, settings: AnalyzerSettings) -> None:
+        with self._lock:
+            self._pending_settings = settings
+
+    def reset(self) -> None:
+        """Forget all faces and restart IDs and frame numbers (a new session)."""
+        with self._lock:
+            self._pending_reset = True
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            settings, self._pending_settings = self._pending_settings, None
+            do_reset, self._pending_reset = self._pending_reset, False
+        if settings is not None:
+            if self._own_detector and settings.detector != self.settings.detector:
+                self.detector = HaarFaceDetector(settings.detector)
+            if settings.tracking != self.settings.tracking:
+                self.tracker.settings = settings.tracking
+            self.smoother.set_window(settings.smoothing_window)
+            self.settings = settings
+        if do_reset:
+            self.tracker.reset()
+            self.smoother.reset()
+            self._last.clear()
+            self._frame_index = 0
+            self._since_full_scan = 0
+            self.failed_frames = 0
+
+    # -- the pipeline (video thread) ------------------------------------------------
+    def _detect(self, frame: np.ndarray) -> list[Box]:
+        tracks = self.tracker.tracks
+        every = max(1, self.settings.tracking.full_scan_every)
+        near = getattr(self.detector, "detect_near", None)
+        full = near is None or not tracks or self._since_full_scan + 1 >= every
+        boxes: list[Box] = []
+        if full:
+            boxes = list(self.detector.detect(frame))
+            self._since_full_scan = 0
+        else:
+            self._since_full_scan += 1
+        if near is not None:
+            # Follow known faces the full scan (if any) did not find: searched at their own
+            # scale in full resolution, small faces are kept that a downscaled scan misses.
+            for track in tracks:
+                if not any(_overlaps(track.search_box, b) for b in boxes):
+                    boxes.extend(near(frame, track.search_box))
+        return merge_overlapping(boxes)
+
+    def _predict(self, frame: np.ndarray, visible: list[Track], timings: dict[str, float]) -> dict[str, np.ndarray]:
+        models = _as_model_dict(self._models)
+        tasks = [t for t in self.settings.tasks if t in models]
+        outputs: dict[str, np.ndarray] = {}
+        if not visible or not tasks:
+            return outputs
+        boxes = [t.detection for t in visible]
+        t0 = time.perf_counter()
+        batches: dict = {}  # tasks whose models share a FaceSpec share one preprocessed batch
+        for task in tasks:
+            spec = models[task].spec
+            if spec not in batches:
+                batches[spec] = models[task].prepare(frame, boxes)
+        timings["preprocess"] = (time.perf_counter() - t0) * 1000
+        for task in tasks:
+            t0 = time.perf_counter()
+            outputs[task] = models[task].predict(batches[models[task].spec])
+            timings[task] = (time.perf_counter() - t0) * 1000
+        return outputs
+
+    def _face_result(self, track: Track, i: int, outputs: dict[str, np.ndarray]) -> FaceResult:
+        sm = self.smoother
+        probs = emotion = age = gender = None
+        if "emotion" in outputs:
+            probs = np.asarray(sm.smooth(track.id, "emotion", outputs["emotion"][i]), dtype=np.float32)
+            emotion = EMOTIONS[int(np.argmax(probs))]
+        if "age" in outputs:
+            age = float(sm.smooth(track.id, "age", float(outputs["age"][i])))
+        if "gender" in outputs:
+            gender = float(np.clip(sm.smooth(track.id, "gender", float(outputs["gender"][i])), 0.0, 1.0))
+        return FaceResult(track.id, track.int_box, probs, emotion, age, gender)
+
+    def analyze(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> FrameResult:
+        self._apply_pending()
+        index = self._frame_index
+        self._frame_index += 1
+        timestamp = time.time() if timestamp is None else float(timestamp)
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        try:
+            _check_frame(frame_bgr)
+            boxes = self._detect(frame_bgr)
+            timings["detect"] = (time.perf_counter() - start) * 1000
+            t0 = time.perf_counter()
+            update = self.tracker.update(boxes)
+            self.smoother.forget(update.ended)
+            for face_id in update.ended:
+                self._last.pop(face_id, None)
+            timings["track"] = (time.perf_counter() - t0) * 1000
+            outputs = self._predict(frame_bgr, update.visible, timings)
+            faces = [self._face_result(track, i, outputs) for i, track in enumerate(update.visible)]
+            self._last.update({f.face_id: f for f in faces})
+            held = [replace(self._last[t.id], box=t.int_box) for t in update.held if t.id in self._last]
+        except Exception as exc:  # one bad frame must never end a live stream
+            self.failed_frames += 1
+            if self.failed_frames <= 5 or self.failed_frames % 100 == 0:
+                log.warning("frame %d skipped (%d so far): %s", index, self.failed_frames, exc, exc_info=True)
+            timings["total"] = (time.perf_counter() - start) * 1000
+            return FrameResult(index, timestamp, [], timings, error=f"{type(exc).__name__}: {exc}")
+        timings["total"] = (time.perf_counter() - start) * 1000
+        return FrameResult(index, timestamp, faces, timings, held=held)
+
+    def annotate(self, frame_bgr: np.ndarray, result: FrameResult) -> np.ndarray:
+        """A copy of the frame with every face's box and labels drawn on it."""
+        return draw_faces(np.array(frame_bgr, copy=True), result.faces, result.held)
+
+    def process(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> tuple[np.ndarray, FrameResult]:
+        result = self.analyze(frame_bgr, timestamp)
+        if result.error is not None:
+            return frame_bgr, result
+        t0 = time.perf_counter()
+        try:
+            annotated = self.annotate(frame_bgr, result)
+        except Exception as exc:  # drawing must not lose the analysis
+            self.failed_frames += 1
+            log.warning("frame %d: overlay failed: %s", result.frame_index, exc)
+            result.error = f"overlay: {type(exc).__name__}: {exc}"
+            return frame_bgr, result
+        draw_ms = (time.perf_counter() - t0) * 1000
+        result.timings_ms["draw"] = draw_ms
+        result.timings_ms["total"] += draw_ms
+        return annotated, result
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return iou(a, b) > 0.3
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3) \
+            or frame.shape[0] < 8 or frame.shape[1] < 8 or (frame.ndim == 3 and frame.shape[2] != 3):
+        shape = getattr(frame, "shape", None)
+        raise ValueError(f"not a BGR uint8 image (got {type(frame).__name__} {shape})")

@@ -1,0 +1,77 @@
+"""Drawing the analysis onto the video: a box per face with its ID, emotion, age and gender.
+
+Each face ID keeps one colour so a viewer can follow people; faces the detector missed
+for a moment (held by the tracker) are drawn with a thin box so nothing flickers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.analyzer import FaceResult
+
+# Distinct, readable BGR colours (Tableau 10), cycled by face ID.
+PALETTE = (
+    (180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
+    (75, 86, 140), (194, 119, 227), (34, 189, 188), (207, 190, 23), (127, 127, 127),
+)
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    font_scale: float = 0.5
+    thickness: int = 2
+    held_thickness: int = 1
+    padding: int = 3
+
+
+def face_color(face_id: int) -> tuple[int, int, int]:
+    return PALETTE[(face_id - 1) % len(PALETTE)]
+
+
+def face_label_lines(face: "FaceResult") -> list[str]:
+    """Text shown above a face, e.g. ``['#2 happy 87%', '31 y  F 82%']``."""
+    first = f"#{face.face_id}"
+    if face.emotion is not None and face.emotion_probs is not None:
+        first += f" {face.emotion} {100 * float(np.max(face.emotion_probs)):.0f}%"
+    second = []
+    if face.age is not None:
+        second.append(f"{face.age:.0f} y")
+    if face.gender is not None:
+        female = face.gender >= 0.5
+        confidence = face.gender if female else 1 - face.gender
+        second.append(f"{'F' if female else 'M'} {100 * confidence:.0f}%")
+    return [first] + (["  ".join(second)] if second else [])
+
+
+def _draw_label(frame: np.ndarray, lines: list[str], x: int, y: int, bottom: int,
+                color: tuple[int, int, int], style: OverlayStyle) -> None:
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    sizes = [cv2.getTextSize(line, font, style.font_scale, 1) for line in lines]
+    line_h = max(h + base for (_, h), base in sizes) + style.padding
+    block_h = line_h * len(lines) + style.padding
+    block_w = max(w for (w, _), _ in sizes) + 2 * style.padding
+    top = y - block_h if y - block_h >= 0 else min(bottom, frame.shape[0] - block_h)
+    left = min(max(0, x), max(0, frame.shape[1] - block_w))
+    cv2.rectangle(frame, (left, top), (left + block_w, top + block_h), color, cv2.FILLED)
+    for i, line in enumerate(lines):
+        baseline_y = top + (i + 1) * line_h - style.padding
+        cv2.putText(frame, line, (left + style.padding, baseline_y), font, style.font_scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def draw_faces(frame: np.ndarray, faces: Iterable["FaceResult"], held: Iterable["FaceResult"] = (),
+               style: OverlayStyle | None = None) -> np.ndarray:
+    """Draw boxes and labels onto ``frame`` in place and return it."""
+    style = style or OverlayStyle()
+    for face_list, thickness in ((held, style.held_thickness), (faces, style.thickness)):
+        for face in face_list:
+            x, y, w, h = face.box
+            color = face_color(face.face_id)
+            cv2.rectangle(frame, (x, y), (x + w, y + h), color, thickness)
+            _draw_label(frame, face_label_lines(face), x, y, y + h, color, style)
+    return frame
