@@ -57,6 +57,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
         json.dump(data, fh, indent=2, sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

@@ -1,0 +1,56 @@
+"""Per-model CPU inference latency: ``python -m benchmarks.models [--calls 200]``.
+
+Live use runs all three networks on every face, so each must be cheap at batch 1
+(one face) and batch 4 (a small group). Runtime: the Keras model inside a
+``tf.function`` (what ``core.models.TaskModel`` uses in the app), timed end to end
+from a uint8 numpy batch to a numpy result.
+"""
+import core  # noqa: F401  (first: safe native-library import order)
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from core.config import TASKS
+from core.models import TaskModel
+from core.registry import ModelRegistry
+
+
+def time_calls(model: TaskModel, batch: int, calls: int, warmup: int = 20) -> np.ndarray:
+    x = np.random.default_rng(0).integers(0, 256, (batch, *model.spec.input_shape), dtype=np.uint8)
+    for _ in range(warmup):
+        model.predict(x)
+    times = np.empty(calls)
+    for i in range(calls):
+        start = time.perf_counter()
+        model.predict(x)
+        times[i] = time.perf_counter() - start
+    return times * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=200)
+    args = parser.parse_args()
+    import keras
+
+    registry = ModelRegistry()
+    print(f"runtime: keras {keras.__version__} ({keras.backend.backend()}) model in tf.function; "
+          f"{os.cpu_count()} CPU cores; {args.calls} calls after 20 warm-up calls")
+    print(f"{'model':<9}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  {'b4 median':>10}{'b4 p95':>9}  (ms)")
+    for task in TASKS:
+        entry = registry.active(task)
+        model = TaskModel.from_entry(entry)
+        row = []
+        for batch in (1, 4):
+            t = time_calls(model, batch, args.calls)
+            row += [np.median(t), np.percentile(t, 95)]
+        shape = "x".join(map(str, model.spec.input_shape))
+        print(f"{task:<9}{model.model.count_params():>9}{shape:>12}  {row[0]:>10.2f}{row[1]:>9.2f}  "
+              f"{row[2]:>10.2f}{row[3]:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
