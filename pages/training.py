@@ -1,7 +1,225 @@
-"""Training page (placeholder until its issue lands)."""
+"""Training page: bring a data set, train in the background, watch it learn, judge, activate.
+
+A thin view over :mod:`training.jobs` (background jobs on disk, so a run survives
+reruns, navigation and browser reloads), :func:`training.data.inspect` (validation
+before anything starts) and :class:`core.registry.ModelRegistry` (cards, activation).
+"""
 import core  # noqa: F401  (first: safe native-library import order)
+
+from dataclasses import replace
+from pathlib import Path
 
 import streamlit as st
 
+from core.config import TASKS
+from core.registry import ModelRegistry
+from pages import _training_views as views
+from training.archives import DataError
+from training import reports
+from training.builders import ARCHITECTURES, recipe
+from training.data import inspect
+from training.jobs import (SUCCEEDED, UPLOAD_SUFFIXES, JobBusy, JobError, JobManager, TrainOptions)
+
+POLL_SECONDS = 2.0
+DATA_HINTS = {
+    "emotion": "FER2013 as the Kaggle CSV (emotion,pixels,Usage) or the image-folder layout "
+               "(<split>/<emotion>/<file>.jpg) as a folder or .zip.",
+    "age": "UTKFace as a folder, .zip, .tar or .tar.gz; labels come from names like 25_0_1_….jpg.",
+    "gender": "UTKFace as a folder, .zip, .tar or .tar.gz; labels come from names like 25_0_1_….jpg.",
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _inspect(task: str, path: str, size: int, mtime_ns: int):
+    """Validate once per file version (size/mtime in the key), not on every rerun."""
+    return inspect(task, path)
+
+
+def _summary_or_error(task: str, path: str):
+    stat = Path(path).stat()
+    with st.spinner("Reading and checking the data (the first look at a large set takes a while)…"):
+        try:
+            return _inspect(task, path, stat.st_size, stat.st_mtime_ns), None
+        except DataError as exc:
+            return None, str(exc)
+
+
+def _saved_upload(manager: JobManager, task: str, uploaded) -> str | None:
+    """Save an upload once per file (the rerun after each click must not copy it again)."""
+    saved = st.session_state.setdefault("uploads", {})
+    key = (uploaded.file_id, task)
+    if key not in saved:
+        try:
+            saved[key] = str(manager.save_upload(uploaded.name, uploaded, task))
+        except JobError as exc:
+            st.error(str(exc))
+            return None
+    return saved[key]
+
+
+def data_section(manager: JobManager):
+    """Step 1: choose and validate the data; returns (task, path, summary) or Nones."""
+    task = st.selectbox("Task", TASKS, key="task",
+                        format_func=lambda t: {"emotion": "Emotion (7 classes)", "age": "Age (years)",
+                                               "gender": "Gender"}[t])
+    st.caption(DATA_HINTS[task])
+    source = st.radio("Data source", ["Server path", "Upload"], horizontal=True, key="source")
+    path = None
+    if source == "Server path":
+        typed = st.text_input("Path on this server (file or folder)", key="data_path",
+                              placeholder="/data/fer2013.csv or /data/UTKFace.tar")
+        if typed.strip():
+            candidate = Path(typed.strip()).expanduser()
+            if candidate.exists():
+                path = str(candidate.resolve())
+            else:
+                st.error(f"Not found on the server: {candidate}")
+    else:
+        uploaded = st.file_uploader(f"Upload ({', '.join(UPLOAD_SUFFIXES[task])})", key=f"upload_{task}")
+        if uploaded is not None:
+            path = _saved_upload(manager, task, uploaded)
+    if path is None:
+        return task, None, None
+    summary, error = _summary_or_error(task, path)
+    if error:
+        st.error(f"This data cannot be used: {error}")
+        return task, path, None
+    views.data_summary(summary)
+    return task, path, summary
+
+
+def options_section(task: str) -> TrainOptions:
+    """Step 2: training options; each (task, architecture) starts from the library's recipe."""
+    arch = st.selectbox("Architecture", list(ARCHITECTURES), key="arch",
+                        format_func=lambda n: f"{n}: {ARCHITECTURES[n]}")
+    base = recipe(task, arch)
+    key = f"{task}_{arch}"   # new defaults when the task or architecture changes
+    batch_sizes = sorted({16, 32, 64, 128, 256, base.batch_size})
+    cols = st.columns(4)
+    epochs = cols[0].number_input("Epochs", 1, 500, base.epochs, key=f"epochs_{key}")
+    batch = cols[1].selectbox("Batch size", batch_sizes, index=batch_sizes.index(base.batch_size),
+                              key=f"batch_{key}")
+    lr = cols[2].number_input("Learning rate", 1e-6, 1.0, base.learning_rate, step=1e-4, format="%.6f",
+                              key=f"lr_{key}", help="peak rate of the schedule")
+    seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+    cols = st.columns(2)
+    augment = cols[0].toggle("Augmentation (flips, shifts, brightness)", value=True, key="augment")
+    fraction = cols[1].slider("Share of the data to use (quick runs)", 0.01, 1.0, 1.0, 0.01, key="fraction")
+    return TrainOptions(task=task, data="", arch=arch, epochs=int(epochs), batch_size=int(batch),
+                        lr=float(lr), augment=augment, fraction=float(fraction), seed=int(seed))
+
+
+def train_tab(manager: JobManager, running) -> None:
+    st.subheader("1 · Data")
+    task, path, summary = data_section(manager)
+    st.subheader("2 · Options")
+    options = options_section(task)
+    if running is not None:
+        st.info("A training is running on this server; only one runs at a time.")
+    elif summary is None:
+        st.caption("Choose valid data above to enable training.")
+    if st.button("Start training", type="primary", disabled=summary is None or running is not None,
+                 key="start"):
+        try:
+            job = manager.start(replace(options, data=path))
+        except JobBusy as exc:
+            st.warning(str(exc))
+        except JobError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["selected_job"] = job.id
+            st.rerun()
+
+
+def results_tab(manager: JobManager, registry: ModelRegistry) -> None:
+    jobs = [job for job in manager.list() if job.done]
+    if not jobs:
+        st.info("Finished runs appear here with their evaluation.")
+        return
+    ids = [job.id for job in jobs]
+    chosen = st.session_state.get("selected_job")
+    job_id = st.selectbox("Run", ids, index=ids.index(chosen) if chosen in ids else 0, key="result_job",
+                          format_func=lambda i: next(f"{j.id} · {j.state}" for j in jobs if j.id == i))
+    job = manager.status(job_id)
+    views.job_header(job)
+    if job.state != SUCCEEDED:
+        return
+    task = job.options.task
+    active = registry.active(task)
+    evaluations = {"new": job.evaluation()}
+    compared = job.active_evaluation()
+    if compared is not None:
+        evaluations[f"active ({job.active_model_id})"] = compared
+    history = manager.progress(job.id).history
+    if history:
+        st.markdown("**Learning curves**")
+        st.plotly_chart(reports.learning_curves(history), key=f"curves_{job.id}")
+    st.markdown("**Evaluation on the held-out split, side by side with the model that was active**")
+    views.evaluation_views(task, {k: v for k, v in evaluations.items() if v}, key=f"eval_{job.id}")
+    with st.expander("Model card"):
+        card = job.card() or {}
+        views.card_summary(card)
+        st.json(card, expanded=False)
+    if job.model_id and active.id == job.model_id:
+        st.success(f"This model is the active {task} model.")
+    elif job.model_id and st.button(f"Activate this model for {task}", type="primary",
+                                    key=f"activate_{job.id}"):
+        registry.activate(task, job.model_id)
+        st.success(f"Activated {job.model_id}: the Live page and video analysis use it from now on.")
+        st.rerun()
+
+
+def registry_tab(registry: ModelRegistry) -> None:
+    task = st.selectbox("Task", TASKS, key="registry_task")
+    active = registry.active(task)
+    entries = registry.list(task)
+    st.dataframe(views.registry_table(entries, active.id), hide_index=True, width="stretch")
+    ids = [e.id for e in entries]
+    model_id = st.selectbox("Model", ids, index=ids.index(active.id) if active.id in ids else 0,
+                            key=f"registry_model_{task}")
+    entry = registry.get(model_id)
+    views.card_summary(entry.card)
+    cols = st.columns(3)
+    if cols[0].button("Activate", disabled=entry.id == active.id, key="registry_activate"):
+        registry.activate(task, entry.id)
+        st.rerun()
+    if cols[1].button("Restore the shipped default", disabled=active.is_default, key="registry_default"):
+        registry.restore_default(task)
+        st.rerun()
+    if cols[2].button("Delete", disabled=entry.is_default or entry.id == active.id, key="registry_delete"):
+        registry.delete(entry.id)
+        st.rerun()
+
+
+manager = JobManager()
+registry = ModelRegistry()
 st.title("Training")
-st.info("This page is being built.")
+st.caption("Train your own emotion, age or gender model, watch it learn, compare it with the active "
+           "model on the same held-out images, and switch the live app to it. Nothing leaves this machine.")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def running_panel(job_id: str) -> None:
+    """Only this part reruns every few seconds while a training runs."""
+    job = manager.status(job_id)
+    if job.done:
+        st.session_state["selected_job"] = job.id
+        st.rerun()  # the whole page: progress becomes results
+    views.progress_panel(job, manager.progress(job_id))
+    if st.button("Cancel training", key="cancel"):
+        manager.cancel(job_id)
+        st.rerun()
+
+
+running = manager.current()
+if running is not None:
+    st.subheader("Training in progress")
+    running_panel(running.id)
+
+train, results, models = st.tabs(["New training", "Results", "Model registry"])
+with train:
+    train_tab(manager, running)
+with results:
+    results_tab(manager, registry)
+with models:
+    registry_tab(registry)

@@ -592,8 +592,10 @@ def _failure_message(job: Job, returncode: int) -> str:
 def _register(job: Job, manager: JobManager) -> None:
     """Copy model + card into the registry; SIGTERM waits so a cancel cannot split this step."""
     card = job.card() or {}
+    chosen = {k: v for k, v in asdict(job.options).items()
+              if v is not None and k not in ("task", "data", "arch", "lr")}
     card = {**card, "task": job.options.task, "job_id": job.id, "data": job.options.data,
-            "options": {**(card.get("options") or {}), **asdict(job.options)}}
+            "options": {**chosen, **(card.get("options") or {})}}   # the fit's resolved values win
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         if (job.dir / CANCEL_FILE).exists():

@@ -99,7 +99,7 @@ def metrics_table(evaluations: Evaluations) -> pd.DataFrame:
     table = {}
     for label, evaluation in evaluations.items():
         column = {name: value for name, value in (evaluation.get("metrics") or {}).items()
-                  if isinstance(value, (int, float))}
+                  if isinstance(value, (int, float)) and name != "n"}
         column["images"] = evaluation.get("n")
         table[label] = column
     return pd.DataFrame(table)
