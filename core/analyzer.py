@@ -120,6 +120,11 @@ class FrameAnalyzer:
             self._since_full_scan = 0
             self.failed_frames = 0
 
+    def model_versions(self) -> dict[str, str]:
+        """Registry id of each model that runs (recorded with sessions)."""
+        models = _as_model_dict(self._models)
+        return {t: models[t].entry_id for t in self.settings.tasks if t in models}
+
     # -- the pipeline (video thread) ------------------------------------------------
     def _detect(self, frame: np.ndarray) -> list[Box]:
         tracks = self.tracker.tracks

@@ -14,10 +14,13 @@ from core.tracking import FaceTracker, TrackingSettings, iou, merge_overlapping
 from tests.conftest import shared_path
 
 
-def read_frames(name: str, count: int, step: int = 1) -> list[np.ndarray]:
+def read_frames(name: str, count: int, step: int = 1, start: int = 0) -> list[np.ndarray]:
+    """``count`` decoded frames of a shared clip, every ``step``-th from frame ``start``."""
     cap = cv2.VideoCapture(str(shared_path("video", name)))
     frames = []
     try:
+        for _ in range(start):
+            cap.grab()
         while len(frames) < count:
             ok, frame = cap.read()
             if not ok:

@@ -1,0 +1,112 @@
+"""One browser tab's live analysis: analyzer, stats channel and the START..STOP recording.
+
+The Live page keeps one :class:`LiveSession` per tab. streamlit-webrtc's worker
+thread calls :meth:`process` for every frame; the page thread only calls
+:meth:`arm` (the stream is playing), :meth:`stop` (it stopped), :meth:`update_settings`
+and reads :attr:`channel`. A recorded session opens on the first frame after
+``arm`` and closes on ``stop``, so each START..STOP becomes exactly one session.
+Recording problems (database down) are reported and never interrupt the video.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import Callable
+
+import numpy as np
+
+from core.analyzer import AnalyzerSettings, FrameAnalyzer
+from core.live_channel import LiveChannel
+from core.store import SessionStore, SessionWriter
+
+log = logging.getLogger(__name__)
+
+
+class LiveSession:
+    def __init__(self, models, settings: AnalyzerSettings | None = None,
+                 store_factory: Callable[[], SessionStore] | None = None, source: str = "webcam") -> None:
+        self.analyzer = FrameAnalyzer(models, settings)
+        self.channel = LiveChannel()
+        self.source = source
+        self._store_factory = store_factory or SessionStore
+        self._store: SessionStore | None = None
+        self._settings = self.analyzer.settings
+        self._lock = threading.Lock()
+        self._armed = False
+        self._writer: SessionWriter | None = None
+        self.session_id: int | None = None       # the session being recorded, if any
+        self.last_session_id: int | None = None  # the most recent session (recording or ended)
+        self.recording_error: str | None = None
+
+    # -- page thread ----------------------------------------------------------------
+    def update_settings(self, settings: AnalyzerSettings) -> None:
+        self._settings = settings
+        self.analyzer.update_settings(settings)
+
+    def arm(self) -> None:
+        """The stream is playing: the next frame opens a recorded session (if none is open)."""
+        with self._lock:
+            self._armed = True
+
+    def stop(self) -> int | None:
+        """End the recorded session, if any (idempotent; any thread). Returns its id."""
+        with self._lock:
+            self._armed = False
+            writer, session_id = self._writer, self.session_id
+            self._writer, self.session_id = None, None
+        if session_id is None:
+            return None
+        try:
+            writer.close()
+            self._get_store().end_session(session_id)
+            log.info("live session %s ended (%d frames)", session_id, writer.frames_added)
+        except Exception as exc:  # noqa: BLE001  (the database may be gone; the video must not care)
+            self.recording_error = f"could not close session {session_id}: {exc}"
+            log.error(self.recording_error)
+        return session_id
+
+    @property
+    def recording(self) -> bool:
+        return self.session_id is not None
+
+    # -- video thread ---------------------------------------------------------------
+    def _get_store(self) -> SessionStore:
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store
+
+    def _open_recording(self) -> None:
+        """Start a store session; called under the lock by the video thread."""
+        try:
+            store = self._get_store()
+            settings = self._settings
+            session_id = store.start_session(
+                name=f"Live {datetime.now():%Y-%m-%d %H:%M:%S}", source=self.source,
+                settings=settings.to_dict(), model_versions=self.analyzer.model_versions(),
+            )
+            self._writer = store.writer(session_id)
+        except Exception as exc:  # noqa: BLE001
+            self._armed = False  # do not retry every frame; the next START tries again
+            self.recording_error = f"recording is off: {exc}"
+            log.error("could not start a live session: %s", exc)
+            return
+        self.session_id = self.last_session_id = session_id
+        self.recording_error = None
+        self.analyzer.reset()  # IDs and frame numbers restart with each session
+        self.channel.reset()
+
+    def process(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Analyse, record and publish one frame; returns the annotated frame."""
+        with self._lock:
+            if self._armed and self._writer is None:
+                self._open_recording()
+            writer = self._writer
+        annotated, result = self.analyzer.process(frame_bgr)
+        if writer is not None:
+            try:
+                writer.add(result)
+            except RuntimeError:  # closed by stop() while this frame was in flight
+                pass
+        self.channel.publish(result)
+        return annotated

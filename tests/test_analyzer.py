@@ -1,0 +1,197 @@
+"""FrameAnalyzer and LiveSession on real webcam frames with the shipped models."""
+from __future__ import annotations
+
+import core  # noqa: F401
+
+import threading
+
+import numpy as np
+import pytest
+
+from core.analyzer import AnalyzerSettings, FrameAnalyzer
+from core.config import EMOTIONS, TASKS
+from core.live_session import LiveSession
+from core.models import ActiveModels
+from core.registry import ModelRegistry
+from core.store import SessionStore
+from tests.test_tracking import read_frames
+
+
+class CountingModel:
+    """A real TaskModel that counts its batched calls (and can fail once, like a bad frame)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.spec, self.entry_id, self.task = model.spec, model.entry_id, model.task
+        self.batch_sizes: list[int] = []
+        self.fail_next = False
+
+    def prepare(self, frame, boxes):
+        return self.model.prepare(frame, boxes)
+
+    def predict(self, batch):
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("injected model failure")
+        self.batch_sizes.append(len(batch))
+        return self.model.predict(batch)
+
+
+@pytest.fixture(scope="module")
+def active_models(tmp_path_factory) -> ActiveModels:
+    return ActiveModels(registry=ModelRegistry(tmp_path_factory.mktemp("registry")))
+
+
+@pytest.fixture
+def models(active_models) -> dict[str, CountingModel]:
+    return {task: CountingModel(model) for task, model in active_models.get().items()}
+
+
+@pytest.fixture(scope="module")
+def multi_frames() -> list[np.ndarray]:
+    return read_frames("multi_face_640x480.avi", 24, step=2, start=30)
+
+
+def check_plausible(face) -> None:
+    assert face.face_id >= 1
+    assert face.emotion in EMOTIONS
+    assert face.emotion_probs.shape == (len(EMOTIONS),)
+    assert face.emotion_probs.sum() == pytest.approx(1.0, abs=1e-3)
+    assert face.emotion == EMOTIONS[int(np.argmax(face.emotion_probs))]
+    assert 0.0 < face.age < 120.0
+    assert 0.0 <= face.gender <= 1.0
+    x, y, w, h = face.box
+    assert w >= 24 and h >= 24 and x + w > 0 and y + h > 0
+
+
+def test_three_faces_three_models_one_batch_each(models, multi_frames):
+    analyzer = FrameAnalyzer(models)
+    results = [analyzer.process(frame)[1] for frame in multi_frames]
+    assert all(r.error is None for r in results)
+    assert [r.frame_index for r in results] == list(range(len(multi_frames)))
+    late = results[4:]
+    assert sum(len(r.faces) == 3 for r in late) >= 0.8 * len(late)
+    for result in late:
+        for face in result.faces:
+            check_plausible(face)
+        assert {"detect", "track", "total", "draw"} <= set(result.timings_ms)
+        if result.faces:
+            assert {"preprocess", *TASKS} <= set(result.timings_ms)
+            assert result.timings_ms["total"] >= result.timings_ms["emotion"]
+    # One call per model per frame with faces, each over all the frame's faces.
+    with_faces = [len(r.faces) for r in results if r.faces]
+    for model in models.values():
+        assert model.batch_sizes == with_faces
+    assert analyzer.model_versions() == {t: m.entry_id for t, m in models.items()}
+
+
+def test_selected_models_and_smoothing(models, multi_frames):
+    only_emotion = FrameAnalyzer(models, AnalyzerSettings(tasks=("emotion",)))
+    result = [only_emotion.analyze(f) for f in multi_frames[:6]][-1]
+    assert result.faces and all(f.age is None and f.gender is None for f in result.faces)
+    assert "age" not in result.timings_ms and models["age"].batch_sizes == []
+
+    def emotion_track(window: int) -> np.ndarray:
+        analyzer = FrameAnalyzer(models, AnalyzerSettings(smoothing_window=window))
+        probs = []
+        for frame in multi_frames:
+            faces = {f.face_id: f for f in analyzer.analyze(frame).faces}
+            if 1 in faces:
+                probs.append(faces[1].emotion_probs)
+        return np.asarray(probs)
+
+    raw, smooth = emotion_track(0), emotion_track(8)
+    assert len(raw) == len(smooth) >= 15
+    np.testing.assert_allclose(raw[0], smooth[0], atol=1e-5)  # the first frame has nothing to average
+    jitter = lambda p: np.abs(np.diff(p, axis=0)).sum()  # noqa: E731
+    assert jitter(smooth) < jitter(raw)
+
+
+def test_bad_frames_are_skipped_counted_and_streaming_goes_on(models, multi_frames):
+    analyzer = FrameAnalyzer(models)
+    bad = [None, np.zeros((2, 2, 3), np.uint8), np.zeros((480, 640, 3), np.float32),
+           np.zeros((480, 640, 4), np.uint8)]
+    for frame in bad:
+        annotated, result = analyzer.process(frame)
+        assert result.error and result.faces == []
+    assert analyzer.failed_frames == len(bad)
+    for frame in multi_frames[:3]:
+        result = analyzer.analyze(frame)
+    assert result.error is None and len(result.faces) >= 2
+    models["gender"].fail_next = True                      # a model fails on one frame...
+    annotated, result = analyzer.process(multi_frames[3])
+    assert "injected model failure" in result.error
+    assert annotated is multi_frames[3]                    # ...the frame goes out unannotated
+    result = analyzer.analyze(multi_frames[4])             # ...and the next one is fine
+    assert result.error is None and result.faces
+    assert analyzer.failed_frames == len(bad) + 1
+
+
+def test_no_face_runs_no_model(models):
+    analyzer = FrameAnalyzer(models)
+    empty = np.full((480, 640, 3), 90, np.uint8)
+    for _ in range(3):
+        annotated, result = analyzer.process(empty)
+        assert result.error is None and result.faces == [] and result.held == []
+    assert np.array_equal(annotated, empty)
+    assert all(m.batch_sizes == [] for m in models.values())
+
+
+def test_overlay_settings_from_another_thread_and_reset(models, multi_frames):
+    analyzer = FrameAnalyzer(models)
+    for frame in multi_frames[:4]:
+        annotated, result = analyzer.process(frame)
+    assert not np.array_equal(annotated, multi_frames[3])  # boxes and labels drawn...
+    x, y, w, h = result.faces[0].box
+    changed = np.any(annotated != multi_frames[3], axis=2)
+    assert changed[y:y + h, x:x + w].any()
+    assert not changed[y + 4:y + h - 4, x + 4:x + w - 4].all()  # ...around the face, not over it
+    worker = threading.Thread(target=analyzer.update_settings, args=(AnalyzerSettings(tasks=("age",)),))
+    worker.start()
+    worker.join()
+    analyzer.reset()
+    results = [analyzer.analyze(f) for f in multi_frames[4:8]]
+    assert results[0].frame_index == 0
+    assert {f.face_id for f in results[-1].faces} <= {1, 2, 3}
+    assert all(f.emotion is None and f.age is not None for f in results[-1].faces)
+
+
+def test_live_session_records_each_start_stop(active_models, multi_frames):
+    store = SessionStore()
+    live = LiveSession(active_models, store_factory=lambda: store)
+    for frame in multi_frames[:3]:             # playing but not armed yet: shown, not recorded
+        live.process(frame)
+    assert store.list_sessions().empty
+    for run in range(2):
+        live.arm()
+        for frame in multi_frames[:10]:
+            out = live.process(frame)
+            assert out.shape == frame.shape
+        stats = live.channel.snapshot()
+        assert stats.frames == 10 and stats.failed == 0 and stats.fps > 0 and stats.latency_ms > 0
+        assert len(stats.faces) >= 2 and all(f.emotion in EMOTIONS for f in stats.faces)
+        session_id = live.stop()
+        assert session_id is not None and not live.recording
+        assert live.stop() is None             # idempotent
+    live.process(multi_frames[0])              # a late frame after STOP opens nothing
+    sessions = store.list_sessions()
+    assert len(sessions) == 2 and set(sessions["status"]) == {"ended"}
+    rows = store.results(session_id)
+    assert set(rows["frame_index"]) <= set(range(10)) and rows["frame_index"].max() == 9
+    assert set(rows["face_id"]) <= {1, 2, 3, 4}
+    assert rows["dominant_emotion"].isin(EMOTIONS).all()
+    assert rows["age"].between(0, 120).all() and rows["p_female"].between(0, 1).all()
+    recorded = store.get_session(session_id)
+    assert recorded["source"] == "webcam" and set(recorded["model_versions"]) == set(TASKS)
+
+
+def test_live_session_survives_a_broken_store(active_models, multi_frames):
+    def broken_store():
+        raise OSError("disk full")
+
+    live = LiveSession(active_models, store_factory=broken_store)
+    live.arm()
+    for frame in multi_frames[:3]:
+        assert live.process(frame).shape == frame.shape
+    assert "disk full" in live.recording_error and not live.recording
+    assert live.channel.snapshot().frames == 3
