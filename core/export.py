@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from core.config import EMOTIONS
@@ -47,7 +48,8 @@ def iso_utc(values: pd.Series) -> pd.Series:
         stamps = pd.to_datetime(values, unit="s", utc=True)
     else:
         stamps = pd.to_datetime(values, utc=True)
-    text = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "+00:00"
+    naive = stamps.dt.round("ms").dt.tz_convert(None).to_numpy(dtype="datetime64[ms]")
+    text = pd.Series(np.datetime_as_string(naive, unit="ms"), index=values.index, dtype=object) + "+00:00"
     return text.where(stamps.notna(), "")
 
 

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SESSION_COLUMNS = (
     "id", "name", "source", "source_path", "started_at", "ended_at", "status", "ended_abnormally",
-    "duration_s", "frame_count", "row_count", "settings", "model_versions",
+    "duration_s", "frame_count", "face_frame_count", "row_count", "settings", "model_versions",
 )
 FLOAT_RESULT_COLUMNS = ("timestamp", *EMOTION_COLUMNS, "age", "p_female")
 RESULT_COLUMNS = ("session_id", "timestamp", "frame_index", "face_id", *BOX_COLUMNS, *EMOTION_COLUMNS,
@@ -194,7 +194,7 @@ class SessionWriter:
 
     def _run(self) -> None:
         rows: list[dict] = []
-        frames = 0
+        frames = face_frames = 0
         newest: float | None = None
         waiting: list[_FlushRequest] = []
         next_flush = time.monotonic() + self.flush_interval_s
@@ -213,24 +213,26 @@ class SessionWriter:
                 if getattr(item, "error", None) is None:
                     rows.extend(result_rows(self.session_id, item))
                     frames += 1
+                    face_frames += bool(item.faces)
                     newest = float(item.timestamp) if newest is None else max(newest, float(item.timestamp))
             now = time.monotonic()
             due = now >= next_flush or len(rows) >= self.batch_rows or waiting or stop
             if not due:
                 continue
             if rows or frames or now - last_write >= self.heartbeat_s or stop:
-                if self._write(rows, frames, newest):
-                    rows, frames, newest = [], 0, None
+                if self._write(rows, frames, face_frames, newest):
+                    rows, frames, face_frames, newest = [], 0, 0, None
                     last_write = now
             for request in waiting:
                 request.done.set()
             waiting.clear()
             next_flush = time.monotonic() + self.flush_interval_s
 
-    def _write(self, rows: list[dict], frames: int, newest: float | None) -> bool:
+    def _write(self, rows: list[dict], frames: int, face_frames: int, newest: float | None) -> bool:
         """One transaction: the rows plus the session's running totals and heartbeat."""
         values: dict[str, Any] = {
             "frame_count": sessions.c.frame_count + frames,
+            "face_frame_count": sessions.c.face_frame_count + face_frames,
             "row_count": sessions.c.row_count + len(rows),
             "heartbeat_at": time.time(),
         }

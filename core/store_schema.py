@@ -70,6 +70,7 @@ sessions = sa.Table(
     sa.Column("model_versions", sa.JSON, nullable=False),
     # Running totals kept by the writer so listing sessions never scans results.
     sa.Column("frame_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("face_frame_count", sa.Integer, nullable=False, server_default="0"),  # frames with >= 1 face
     sa.Column("row_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_frame_at", sa.Double, nullable=True),  # epoch s of the newest frame written
     sa.Column("heartbeat_at", sa.Double, nullable=True),  # epoch s the owning writer last checked in
