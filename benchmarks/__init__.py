@@ -1,0 +1,1 @@
+"""Benchmarks that print measured figures (speed targets live here, not in unit tests)."""
