@@ -1,0 +1,276 @@
+"""Analyse a video file into a new session, with the same analyzer as the webcam.
+
+Frames are decoded with PyAV (FFmpeg), so mp4, avi, mov, webm and mkv all work
+without OpenCV's video backends. Each frame's timestamp is the session start
+plus the frame's position in the file, so a video session charts exactly like a
+live one. The file is checked before a session exists; a file that turns out to
+be corrupt while decoding, or a cancelled run, deletes its session again, so a
+half-analysed video never shows up in the statistics.
+
+CLI::
+
+    python -m core.video_analysis ../shared/video/multi_face_640x480.avi
+"""
+import core  # noqa: F401  (first: safe native-library import order)
+
+import argparse
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+import numpy as np
+
+from core.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".webm", ".mkv")
+Progress = Callable[[float], None]
+COMPLETE_SHARE = 0.9  # fewer decodable frames than this share of the header's count: the file is damaged
+
+
+class VideoError(ValueError):
+    """The file cannot be analysed: missing, unsupported or corrupt (the message says which)."""
+
+
+class VideoCancelled(Exception):
+    """Raised inside the decode loop when the cancel event is set."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    fps: float
+    frames: int  # from the container header; 0 when it does not say
+    duration_s: float  # 0 when unknown
+    width: int
+    height: int
+    codec: str
+
+    def as_dict(self) -> dict:
+        return {"file": self.path.name, "fps": self.fps, "frames": self.frames, "duration_s": self.duration_s,
+                "width": self.width, "height": self.height, "codec": self.codec}
+
+
+@dataclass
+class VideoAnalysis:
+    """What a run did: ``session_id`` is None when it was cancelled (its session deleted)."""
+
+    session_id: int | None
+    info: VideoInfo
+    frames: int  # frames decoded and analysed
+    failed_frames: int  # frames the analyzer skipped with an error
+    faces: int  # face observations stored
+    video_s: float  # video time covered
+    wall_s: float  # analysis time
+    cancelled: bool = False
+
+    @property
+    def speedup(self) -> float:
+        """Video seconds per wall-clock second (>1 is faster than real time)."""
+        return self.video_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Open the file and read its video stream's header; :class:`VideoError` if that fails."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise VideoError(f"video file not found: {path}")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise VideoError(f"unsupported file type {path.suffix or '(none)'!r} for {path.name}; "
+                         f"use one of {', '.join(VIDEO_SUFFIXES)}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path.name} contains no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration:
+                duration = container.duration / av.time_base
+            else:
+                duration = 0.0
+            if not stream.width or not stream.height:
+                raise VideoError(f"{path.name}: the video stream has no picture size (damaged header?)")
+            return VideoInfo(path, fps, int(stream.frames or 0), max(0.0, duration), stream.width,
+                             stream.height, stream.codec_context.name)
+    except av.FFmpegError as exc:
+        raise VideoError(f"cannot read {path.name} as a video ({exc}); is the file complete and a real video?") \
+            from exc
+
+
+def iter_frames(info: VideoInfo) -> Iterator[tuple[float, np.ndarray]]:
+    """(position in seconds, BGR frame) for every decodable frame; :class:`VideoError` on corruption."""
+    try:
+        with av.open(str(info.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # FFmpeg's own threads decode ahead of the analyzer
+            for index, frame in enumerate(container.decode(stream)):
+                position = frame.time if frame.time is not None else index / info.fps
+                yield float(position), frame.to_ndarray(format="bgr24")
+    except av.FFmpegError as exc:
+        raise VideoError(f"{info.path.name} is damaged: decoding stopped with {exc}") from exc
+
+
+def model_versions(analyzer) -> dict[str, str]:
+    """Registry id of each task's model the analyzer runs (its ActiveModels or task -> TaskModel dict)."""
+    models = getattr(analyzer, "models", None) or getattr(analyzer, "_models", {})
+    current = models if isinstance(models, dict) else models.get()
+    return {task: getattr(model, "entry_id", "") or str(model.card.get("id", "")) for task, model in current.items()}
+
+
+def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None, *, name: str | None = None,
+                  source_label: str | None = None, extra_settings: dict | None = None,
+                  progress: Progress | None = None, cancel: threading.Event | None = None) -> VideoAnalysis:
+    """Run every frame of ``path`` through ``analyzer`` (a :class:`core.analyzer.FrameAnalyzer`)
+    into a new "video" session and return what happened.
+
+    ``progress(fraction)`` is called about every 1% of the file; setting ``cancel``
+    stops at the next frame and deletes the session. ``source_label`` replaces the
+    stored path (an upload's original name instead of its temp file).
+    """
+    info = probe(path)
+    store = store or SessionStore()
+    started_at = datetime.now(timezone.utc)
+    origin = started_at.timestamp()
+    settings = {"analyzer": asdict(analyzer.settings), "video": info.as_dict(), **(extra_settings or {})}
+    session_id = store.start_session(name or info.path.stem, "video", settings, model_versions(analyzer),
+                                     started_at=started_at, source_path=source_label or str(info.path))
+    analyzer.reset()
+    frames = failed = faces = 0
+    last_position = 0.0
+    wall_start = time.perf_counter()
+    report_every = max(1, info.frames // 100) if info.frames else 30
+    try:
+        with store.writer(session_id) as writer:
+            for position, image in iter_frames(info):
+                if cancel is not None and cancel.is_set():
+                    raise VideoCancelled()
+                result = analyzer.analyze(image, timestamp=origin + position)
+                writer.add(result)
+                frames += 1
+                failed += result.error is not None
+                faces += len(result.faces)
+                last_position = max(last_position, position)
+                if progress is not None and frames % report_every == 0:
+                    progress(_fraction(info, frames, position))
+        if frames == 0:
+            raise VideoError(f"{info.path.name}: no frame could be decoded")
+        if info.frames and frames < COMPLETE_SHARE * info.frames:
+            raise VideoError(f"{info.path.name} is damaged or truncated: its header announces {info.frames} frames, "
+                             f"only {frames} could be decoded")
+    except VideoCancelled:
+        store.delete_session(session_id)
+        log.info("analysis of %s cancelled after %d frames; session %s deleted", info.path.name, frames, session_id)
+        return VideoAnalysis(None, info, frames, failed, faces, last_position, time.perf_counter() - wall_start,
+                             cancelled=True)
+    except BaseException:
+        store.delete_session(session_id)
+        raise
+    video_s = last_position + 1.0 / info.fps
+    store.end_session(session_id, ended_at=started_at + timedelta(seconds=video_s))
+    if progress is not None:
+        progress(1.0)
+    wall_s = time.perf_counter() - wall_start
+    log.info("analysed %s: %d frames in %.1f s (%.2fx real time), session %s", info.path.name, frames, wall_s,
+             video_s / wall_s if wall_s else 0.0, session_id)
+    return VideoAnalysis(session_id, info, frames, failed, faces, video_s, wall_s)
+
+
+def _fraction(info: VideoInfo, frames: int, position: float) -> float:
+    if info.duration_s > 0:
+        return min(1.0, position / info.duration_s)
+    return min(1.0, frames / info.frames) if info.frames else 0.0
+
+
+@dataclass
+class VideoJob:
+    """One analysis running on a background thread, so a page can poll it and cancel it."""
+
+    label: str
+    progress: float = 0.0
+    result: VideoAnalysis | None = None
+    error: str | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+
+def start_video_job(path: str | Path, make_analyzer: Callable[[], object], *, name: str | None = None,
+                    source_label: str | None = None, cleanup: Callable[[], None] | None = None,
+                    store_url: str | None = None) -> VideoJob:
+    """Start :func:`analyze_video` on a thread; ``make_analyzer`` runs there too (model loading is slow)."""
+    job = VideoJob(label=source_label or Path(path).name)
+
+    def run() -> None:
+        try:
+            analyzer = make_analyzer()
+            job.result = analyze_video(path, analyzer, SessionStore(store_url), name=name, source_label=source_label,
+                                       progress=lambda f: setattr(job, "progress", f), cancel=job.cancel_event)
+        except VideoError as exc:
+            job.error = str(exc)
+        except Exception as exc:  # surfaced on the page, never lost in a thread
+            log.exception("video analysis of %s failed", job.label)
+            job.error = f"analysis failed: {type(exc).__name__}: {exc}"
+        finally:
+            if cleanup is not None:
+                cleanup()
+
+    job.thread = threading.Thread(target=run, name=f"facesense-video-{job.label}", daemon=True)
+    job.thread.start()
+    return job
+
+
+def default_analyzer():
+    """The app's analyzer with the registry's active models (loads TensorFlow)."""
+    from core.analyzer import FrameAnalyzer
+    from core.models import ActiveModels
+
+    return FrameAnalyzer(ActiveModels())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.video_analysis",
+                                     description="Analyse a video file into a new FaceSense session.")
+    parser.add_argument("path", help="video file (" + ", ".join(VIDEO_SUFFIXES) + ")")
+    parser.add_argument("--name", help="session name (default: the file name)")
+    parser.add_argument("--db", help="SQLAlchemy URL (default: FACESENSE_DB_URL or the SQLite file in FACESENSE_HOME)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        info = probe(args.path)
+    except VideoError as exc:
+        print(f"error: {exc}")
+        return 2
+    print(f"{info.path.name}: {info.width}x{info.height} {info.codec}, {info.fps:.2f} fps, "
+          f"{info.frames or '?'} frames, {info.duration_s:.1f} s")
+    t0 = time.perf_counter()
+    analyzer = default_analyzer()
+    print(f"models loaded in {time.perf_counter() - t0:.1f} s: {model_versions(analyzer)}")
+    try:
+        run = analyze_video(info.path, analyzer, SessionStore(args.db), name=args.name)
+    except VideoError as exc:
+        print(f"error: {exc}")
+        return 2
+    ids = SessionStore(args.db, recover=False).face_ids(run.session_id)
+    print(f"session {run.session_id}: {run.frames} frames ({run.failed_frames} failed), {run.faces} face "
+          f"observations, face IDs {ids}")
+    print(f"analysed {run.video_s:.1f} s of video in {run.wall_s:.1f} s: {run.frames / run.wall_s:.1f} fps, "
+          f"speed-up {run.speedup:.2f}x real time")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
