@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -90,16 +91,34 @@ MODULES = [_module_name(p) for folder in ("core", "training") for p in _py_files
            if p.stem != "__main__"]
 
 
+PARALLEL = max(2, os.cpu_count() or 1)  # probes mostly wait on imports: run a few at once
+
+
+@pytest.fixture(scope="module")
+def probes(request) -> dict[tuple[str, str], subprocess.CompletedProcess]:
+    """Runs the probes of all selected script/module tests concurrently, once."""
+    wanted = []
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.path == Path(__file__).resolve():
+            wanted += [("script", params["script"])] if "script" in params else []
+            wanted += [("module", params["module"])] if "module" in params else []
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        return dict(zip(wanted, pool.map(lambda probe: _probe(*probe), wanted)))
+
+
+@pytest.mark.timeout(1800)  # the first test waits for every probe
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_script_first_then_webrtc_does_not_crash(script: str) -> None:
+def test_script_first_then_webrtc_does_not_crash(probes, script: str) -> None:
     """The app and every page, run first as Streamlit would (bare mode), leave the process safe."""
-    _assert_safe(_probe("script", script))
+    _assert_safe(probes[("script", script)])
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("module", MODULES)
-def test_module_imported_first_then_webrtc_does_not_crash(module: str) -> None:
+def test_module_imported_first_then_webrtc_does_not_crash(probes, module: str) -> None:
     """Any core/training module imported alone first leaves the process safe."""
-    _assert_safe(_probe("module", module))
+    _assert_safe(probes[("module", module)])
 
 
 def _require_training_cli() -> None:
