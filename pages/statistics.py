@@ -213,11 +213,12 @@ def _save_upload(uploaded) -> Path:
     return Path(handle.name)
 
 
-def _start_analysis(url: str, uploaded, server_path: str, name: str) -> None:
+def _start_analysis(url: str, uploaded, server_path: str, name: str) -> bool:
+    """Validate the input and start the background job; False (with a message shown) if not started."""
     jobs = _jobs()
     if (job := jobs.get("video")) is not None and job.running:
         st.warning(f"{job.label} is still being analysed; wait for it or cancel it.")
-        return
+        return False
     cleanup = None
     if uploaded is not None:
         path, label = _save_upload(uploaded), uploaded.name
@@ -226,16 +227,17 @@ def _start_analysis(url: str, uploaded, server_path: str, name: str) -> None:
         path, label = Path(server_path.strip()).expanduser(), None
     else:
         st.warning("Upload a video or enter a path on this server first.")
-        return
+        return False
     try:
         probe(path)
     except VideoError as exc:
         if cleanup:
             cleanup()
         st.error(str(exc))
-        return
+        return False
     jobs["video"] = start_video_job(path, default_analyzer, name=name.strip() or None, source_label=label,
                                    cleanup=cleanup, store_url=url)
+    return True
 
 
 def _job_status() -> None:
@@ -269,9 +271,8 @@ def video_tab(url: str) -> None:
     job = _jobs().get("video")
     busy = job is not None and job.running
     if st.button("Analyse video", type="primary", disabled=busy, key="analyse_video"):
-        _start_analysis(url, uploaded, server_path, name)
-        job = _jobs().get("video")
-        busy = job is not None and job.running
+        if _start_analysis(url, uploaded, server_path, name):
+            st.rerun()  # show the running state: progress, Cancel, Analyse disabled
     st.fragment(_job_status, run_every=1.0 if busy else None)()
 
 

@@ -3,6 +3,7 @@ import core  # noqa: F401  (first: safe native-library import order)
 
 import base64
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -134,4 +135,22 @@ def test_bad_video_path_gives_clear_error_and_no_session(seeded, tmp_path):
         at.button(key="analyse_video").click().run()
         assert not at.exception
         assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert len(store.list_sessions()) == 2
+
+
+def test_video_analysis_runs_in_background_and_can_be_cancelled(seeded, shared):
+    store, _, _ = seeded
+    clip = shared("video", "multi_face_640x480.avi")
+    at = run_page()
+    at.text_input(key="video_path").set_value(str(clip)).run()
+    at.button(key="analyse_video").click().run()
+    assert not at.exception
+    assert at.button(key="analyse_video").disabled  # one analysis at a time
+    at.button(key="cancel_video").click().run()
+    deadline = time.monotonic() + 180
+    while not any("cancelled" in i.value for i in at.info) and time.monotonic() < deadline:
+        time.sleep(1)
+        at.run()
+    assert any(f"Analysis of {clip.name} cancelled; nothing was saved" in i.value for i in at.info)
+    assert not at.button(key="analyse_video").disabled
     assert len(store.list_sessions()) == 2
