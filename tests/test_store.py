@@ -78,7 +78,7 @@ def test_session_round_trip(db_url):
     assert (info["name"], info["source"], info["status"]) == ("pilot 1", "webcam", "ended")
     assert info["started_at"] == start and info["ended_at"] == start + timedelta(seconds=3.2)
     assert info["settings"] == {"smoothing_window": 5} and info["model_versions"] == {"emotion": "emo-v1"}
-    assert (info["frame_count"], info["row_count"]) == (91, 180)  # the failed frame is not counted
+    assert (info["frame_count"], info["face_frame_count"], info["row_count"]) == (91, 90, 180)  # failed: not counted
     assert info["duration_s"] == pytest.approx(3.2)
 
     rows = store.results(sid)
