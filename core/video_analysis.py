@@ -17,7 +17,7 @@ import argparse
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -118,13 +118,6 @@ def iter_frames(info: VideoInfo) -> Iterator[tuple[float, np.ndarray]]:
         raise VideoError(f"{info.path.name} is damaged: decoding stopped with {exc}") from exc
 
 
-def model_versions(analyzer) -> dict[str, str]:
-    """Registry id of each task's model the analyzer runs (its ActiveModels or task -> TaskModel dict)."""
-    models = getattr(analyzer, "models", None) or getattr(analyzer, "_models", {})
-    current = models if isinstance(models, dict) else models.get()
-    return {task: getattr(model, "entry_id", "") or str(model.card.get("id", "")) for task, model in current.items()}
-
-
 def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None, *, name: str | None = None,
                   source_label: str | None = None, extra_settings: dict | None = None,
                   progress: Progress | None = None, cancel: threading.Event | None = None) -> VideoAnalysis:
@@ -139,8 +132,8 @@ def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None,
     store = store or SessionStore()
     started_at = datetime.now(timezone.utc)
     origin = started_at.timestamp()
-    settings = {"analyzer": asdict(analyzer.settings), "video": info.as_dict(), **(extra_settings or {})}
-    session_id = store.start_session(name or info.path.stem, "video", settings, model_versions(analyzer),
+    settings = {"analyzer": analyzer.settings.to_dict(), "video": info.as_dict(), **(extra_settings or {})}
+    session_id = store.start_session(name or info.path.stem, "video", settings, analyzer.model_versions(),
                                      started_at=started_at, source_path=source_label or str(info.path))
     analyzer.reset()
     frames = failed = faces = 0
@@ -238,7 +231,9 @@ def default_analyzer():
     from core.analyzer import FrameAnalyzer
     from core.models import ActiveModels
 
-    return FrameAnalyzer(ActiveModels())
+    analyzer = FrameAnalyzer(ActiveModels())
+    analyzer.warm_up()  # graph tracing now, not inside the timed analysis
+    return analyzer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{info.frames or '?'} frames, {info.duration_s:.1f} s")
     t0 = time.perf_counter()
     analyzer = default_analyzer()
-    print(f"models loaded in {time.perf_counter() - t0:.1f} s: {model_versions(analyzer)}")
+    print(f"models loaded in {time.perf_counter() - t0:.1f} s: {analyzer.model_versions()}")
     try:
         run = analyze_video(info.path, analyzer, SessionStore(args.db), name=args.name)
     except VideoError as exc:
