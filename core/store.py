@@ -127,6 +127,7 @@ def result_rows(session_id: int, result: "FrameResult") -> list[dict]:
 class _FlushRequest:
     def __init__(self) -> None:
         self.done = threading.Event()
+        self.ok = False
 
 
 _STOP = object()
@@ -166,12 +167,12 @@ class SessionWriter:
         self.frames_added += 1
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Block until everything added so far is committed (for tests and session ends)."""
+        """Block until everything added so far is committed; False if that failed or timed out."""
         if not self._thread.is_alive():
             return True
         request = _FlushRequest()
         self._queue.put(request)
-        return request.done.wait(timeout)
+        return request.done.wait(timeout) and request.ok
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Commit what is queued and stop the thread; safe to call twice."""
@@ -209,9 +210,13 @@ class SessionWriter:
                 stop = True
             elif isinstance(item, _FlushRequest):
                 waiting.append(item)
-            elif item is not None:
-                if getattr(item, "error", None) is None:
+            elif item is not None and getattr(item, "error", None) is None:
+                try:
                     rows.extend(result_rows(self.session_id, item))
+                except (AttributeError, TypeError, ValueError) as exc:  # a malformed result: skip it, keep going
+                    log.warning("session %s: cannot store frame %s: %s", self.session_id,
+                                getattr(item, "frame_index", "?"), exc)
+                else:
                     frames += 1
                     face_frames += bool(item.faces)
                     newest = float(item.timestamp) if newest is None else max(newest, float(item.timestamp))
@@ -219,11 +224,22 @@ class SessionWriter:
             due = now >= next_flush or len(rows) >= self.batch_rows or waiting or stop
             if not due:
                 continue
+            ok = True
             if rows or frames or now - last_write >= self.heartbeat_s or stop:
-                if self._write(rows, frames, face_frames, newest):
+                ok = self._write(rows, frames, face_frames, newest)
+                for attempt in range(1, 6 if stop else 1):  # closing: a few retries before giving up
+                    if ok:
+                        break
+                    time.sleep(0.5 * attempt)
+                    ok = self._write(rows, frames, face_frames, newest)
+                if ok:
                     rows, frames, face_frames, newest = [], 0, 0, None
                     last_write = now
+                elif stop:
+                    log.error("session %s: %d rows could not be written and are lost: %s",
+                              self.session_id, len(rows), self.last_error)
             for request in waiting:
+                request.ok = ok
                 request.done.set()
             waiting.clear()
             next_flush = time.monotonic() + self.flush_interval_s
@@ -252,9 +268,13 @@ class SessionWriter:
             self.last_error = exc
             return True
         except sa.exc.SQLAlchemyError as exc:  # database busy or unreachable: keep the rows, retry later
-            log.warning("session %s: write of %d rows failed, will retry: %s", self.session_id, len(rows), exc)
+            if self.last_error is None:  # once per outage, not every half second
+                log.warning("session %s: write of %d rows failed, will retry: %s", self.session_id, len(rows), exc)
             self.last_error = exc
             return False
+        if self.last_error is not None:
+            log.info("session %s: writing again after %s", self.session_id, type(self.last_error).__name__)
+            self.last_error = None
         self.frames_written += frames
         self.rows_written += len(rows)
         return True

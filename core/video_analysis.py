@@ -132,8 +132,11 @@ def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None,
     store = store or SessionStore()
     started_at = datetime.now(timezone.utc)
     origin = started_at.timestamp()
-    settings = {"analyzer": analyzer.settings.to_dict(), "video": info.as_dict(), **(extra_settings or {})}
-    session_id = store.start_session(name or info.path.stem, "video", settings, analyzer.model_versions(),
+    shown = Path(source_label or info.path)  # an upload is named after the user's file, not its temp copy
+    video = {**info.as_dict(), "file": shown.name}
+    settings = {"analyzer": analyzer.settings.to_dict(), "video": video, **(extra_settings or {})}
+    name = name or shown.stem
+    session_id = store.start_session(name, "video", settings, analyzer.model_versions(),
                                      started_at=started_at, source_path=source_label or str(info.path))
     analyzer.reset()
     frames = failed = faces = 0

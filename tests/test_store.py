@@ -107,6 +107,22 @@ def test_emotion_model_off_stores_nulls(db_url):
     assert row["age"] == 40.0 and np.isnan(row["p_female"])
 
 
+def test_malformed_result_is_skipped_not_fatal(db_url):
+    store = SessionStore(db_url)
+    sid = store.start_session("odd", "webcam", {}, {})
+    writer = store.writer(sid)
+    t0 = time.time()
+    writer.add(frame(0, t0))
+    bad = frame(1, t0)
+    bad.faces[0].box = None
+    writer.add(bad)
+    writer.add(frame(2, t0))
+    assert writer.flush()
+    writer.close()
+    assert sorted(store.results(sid)["frame_index"].unique()) == [0, 2]
+    assert store.get_session(sid)["frame_count"] == 2
+
+
 def test_writer_and_reader_at_once(db_url):
     """A video thread writes while the page reads: readers see a growing, consistent session."""
     store = SessionStore(db_url)

@@ -132,3 +132,13 @@ def test_every_supported_container_decodes(clip, tmp_path, suffix):
     assert decoded[0][1].shape == (240, 320, 3)
     positions = [p for p, _ in decoded]
     assert positions == sorted(positions) and positions[-1] == pytest.approx(29 / 30, abs=0.01)
+
+
+def test_upload_is_named_after_the_users_file(clip, analyzer, tmp_path):
+    temp_copy = tmp_path / "tmpx8e2k1.mp4"
+    transcode(clip, temp_copy, "libx264", frames=20)
+    store = SessionStore()
+    run = analyze_video(temp_copy, analyzer, store, source_label="Lecture 3, part (1).mp4")
+    info = store.get_session(run.session_id)
+    assert (info["name"], info["source_path"]) == ("Lecture 3, part (1)", "Lecture 3, part (1).mp4")
+    assert info["settings"]["video"]["file"] == "Lecture 3, part (1).mp4" and run.frames == 20
