@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -71,7 +72,8 @@ def progress_panel(job: Job, progress: Progress) -> None:
         st.progress(0.0, text="Loading and checking the data (first use of a data set decodes every image)…")
     elif progress.phase == "training":
         epoch_now = min(progress.epochs_done + 1, progress.epochs)
-        st.progress(progress.fraction, text=f"Epoch {epoch_now} of {progress.epochs}")
+        st.progress(progress.fraction, text=f"Epoch {epoch_now} of {progress.epochs} "
+                                            f"(whole run {progress.fraction:.0%})")
         batch_share = progress.step / progress.steps if progress.steps else 0.0
         st.progress(min(1.0, batch_share), text=f"Batch {progress.step} of {progress.steps}")
     else:
@@ -87,7 +89,7 @@ def progress_panel(job: Job, progress: Progress) -> None:
         st.caption("Current epoch so far: " + ", ".join(
             f"{k} {v:.4g}" for k, v in progress.batch_logs.items() if isinstance(v, (int, float))))
     if progress.history:
-        st.plotly_chart(reports.learning_curves(progress.history), key=f"live_curves_{job.id}")
+        st.plotly_chart(reports.learning_curves(progress.history, progress.epochs), key=f"live_curves_{job.id}")
     else:
         st.caption("Learning curves appear after the first epoch.")
 
@@ -105,21 +107,42 @@ def job_header(job: Job) -> None:
         st.caption(note)
 
 
+def data_label(card: dict, full: bool = False) -> str:
+    """Where a model's training data came from: the path given on the page, else the card's source."""
+    if card.get("data"):
+        return str(card["data"]) if full else Path(str(card["data"])).name
+    dataset = card.get("dataset") or {}
+    if not isinstance(dataset, dict):
+        return str(dataset)
+    fraction = dataset.get("fraction", 1.0)
+    share = f" ({fraction:.0%} of it)" if isinstance(fraction, (int, float)) and fraction < 1 else ""
+    return f"{dataset.get('source', '')}{share}"
+
+
 def card_summary(card: dict) -> None:
     """The facts of a model card that matter for choosing it."""
     metrics = card.get("metrics") or {}
     rows = {
         "task": card.get("task"),
         "architecture": card.get("architecture"),
-        "data": card.get("data") or card.get("dataset"),
+        "data": data_label(card, full=True),
         "trained": card.get("created", ""),
         "epochs": card.get("epochs"),
         "parameters": card.get("params"),
         "options": json.dumps(card.get("options", {}), sort_keys=True),
-        **{f"metric: {k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "held-out images": metrics.get("n"),
+        **{f"metric: {k}": f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float)},
     }
     st.dataframe(pd.DataFrame({"value": {k: str(v) for k, v in rows.items() if v not in (None, "")}}),
                  width="stretch")
+
+
+def _formatted(table: pd.DataFrame):
+    """Three decimals for rates and errors, whole numbers for counts (``support``, ``n``)."""
+    def is_count(column) -> bool:
+        return (column[-1] if isinstance(column, tuple) else column) in ("support", "n")
+
+    return table.style.format({c: "{:.0f}" if is_count(c) else "{:.3f}" for c in table.columns}, na_rep="—")
 
 
 def evaluation_views(task: str, evaluations: dict[str, dict], key: str) -> None:
@@ -134,10 +157,11 @@ def evaluation_views(task: str, evaluations: dict[str, dict], key: str) -> None:
         cols = st.columns(len(evaluations))
         for col, (label, ev) in zip(cols, evaluations.items()):
             if ev.get("confusion"):
-                col.plotly_chart(reports.confusion_figure(ev, f"Confusion matrix: {label} model (row %)"),
+                col.plotly_chart(reports.confusion_figure(ev, f"Confusion: {label}"),
                                  key=f"{key}_confusion_{label}")
+        st.caption("Confusion matrices show each true class's images by predicted class, as row percentages.")
         st.plotly_chart(reports.per_class_figure(evaluations, "f1"), key=f"{key}_f1")
-        st.dataframe(reports.per_class_table(evaluations).style.format(precision=3), width="stretch")
+        st.dataframe(_formatted(reports.per_class_table(evaluations)), width="stretch")
     elif task == "age":
         st.plotly_chart(reports.predicted_vs_true(evaluations), key=f"{key}_pvt")
         if reports.group_table(evaluations, "age_band").size:
@@ -148,7 +172,17 @@ def evaluation_views(task: str, evaluations: dict[str, dict], key: str) -> None:
         if table.size:
             st.markdown(f"**By {reports.GROUP_TITLES[group]}**")
             st.plotly_chart(reports.group_figure(evaluations, group, metric), key=f"{key}_{group}")
-            st.dataframe(table.style.format(precision=3), width="stretch")
+            st.dataframe(_formatted(table), width="stretch")
+
+
+def saved_evaluation(entry: ModelEntry) -> dict | None:
+    """The evaluation a training run stored beside a registered model (None for others)."""
+    if entry.is_default:
+        return None
+    try:
+        return json.loads((entry.model_path.parent / "evaluation.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def registry_table(entries: list[ModelEntry], active_id: str) -> pd.DataFrame:
@@ -160,7 +194,7 @@ def registry_table(entries: list[ModelEntry], active_id: str) -> pd.DataFrame:
             "active": "●" if entry.id == active_id else "",
             "model": entry.id,
             "architecture": entry.card.get("architecture", ""),
-            "data": str(entry.card.get("data") or entry.card.get("dataset") or ""),
+            "data": data_label(entry.card),
             "trained": entry.created[:19] if entry.created else ("shipped" if entry.is_default else ""),
             metric: metrics.get(metric),
         })

@@ -110,6 +110,9 @@ def options_section(task: str) -> TrainOptions:
 
 
 def train_tab(manager: JobManager, running) -> None:
+    latest = next(iter(manager.list()), None)
+    if running is None and latest is not None:
+        st.caption(f"Latest run `{latest.id}`: {latest.state}; see **Results**.")
     st.subheader("1 · Data")
     task, path, summary = data_section(manager)
     st.subheader("2 · Options")
@@ -121,13 +124,12 @@ def train_tab(manager: JobManager, running) -> None:
     if st.button("Start training", type="primary", disabled=summary is None or running is not None,
                  key="start"):
         try:
-            job = manager.start(replace(options, data=path))
+            manager.start(replace(options, data=path))
         except JobBusy as exc:
             st.warning(str(exc))
         except JobError as exc:
             st.error(str(exc))
         else:
-            st.session_state["selected_job"] = job.id
             st.rerun()
 
 
@@ -136,37 +138,37 @@ def results_tab(manager: JobManager, registry: ModelRegistry) -> None:
     if not jobs:
         st.info("Finished runs appear here with their evaluation.")
         return
-    ids = [job.id for job in jobs]
-    chosen = st.session_state.get("selected_job")
-    job_id = st.selectbox("Run", ids, index=ids.index(chosen) if chosen in ids else 0, key="result_job",
-                          format_func=lambda i: next(f"{j.id} · {j.state}" for j in jobs if j.id == i))
+    states = {job.id: job.state for job in jobs}
+    job_id = st.selectbox("Run", list(states), key="result_job", format_func=lambda i: f"{i} · {states[i]}")
     job = manager.status(job_id)
     views.job_header(job)
     if job.state != SUCCEEDED:
         return
     task = job.options.task
-    active = registry.active(task)
+    try:
+        card = registry.get(job.model_id).card
+    except KeyError:
+        st.info(f"Its model {job.model_id} has since been deleted from the registry.")
+        return
+    if registry.active(task).id == job.model_id:
+        st.success(f"This model is the active {task} model.")
+    elif st.button(f"Activate this model for {task}", type="primary", key=f"activate_{job.id}"):
+        registry.activate(task, job.model_id)
+        st.toast(f"Activated {job.model_id}: the Live page and video analysis use it from now on.")
+        st.rerun()
     evaluations = {"new": job.evaluation()}
     compared = job.active_evaluation()
     if compared is not None:
         evaluations[f"active ({job.active_model_id})"] = compared
+    st.markdown("**Evaluation on the held-out split, side by side with the model that was active**")
+    views.evaluation_views(task, evaluations, key=f"eval_{job.id}")
     history = manager.progress(job.id).history
     if history:
         st.markdown("**Learning curves**")
         st.plotly_chart(reports.learning_curves(history), key=f"curves_{job.id}")
-    st.markdown("**Evaluation on the held-out split, side by side with the model that was active**")
-    views.evaluation_views(task, {k: v for k, v in evaluations.items() if v}, key=f"eval_{job.id}")
     with st.expander("Model card"):
-        card = job.card() or {}
         views.card_summary(card)
         st.json(card, expanded=False)
-    if job.model_id and active.id == job.model_id:
-        st.success(f"This model is the active {task} model.")
-    elif job.model_id and st.button(f"Activate this model for {task}", type="primary",
-                                    key=f"activate_{job.id}"):
-        registry.activate(task, job.model_id)
-        st.success(f"Activated {job.model_id}: the Live page and video analysis use it from now on.")
-        st.rerun()
 
 
 def registry_tab(registry: ModelRegistry) -> None:
@@ -178,7 +180,6 @@ def registry_tab(registry: ModelRegistry) -> None:
     model_id = st.selectbox("Model", ids, index=ids.index(active.id) if active.id in ids else 0,
                             key=f"registry_model_{task}")
     entry = registry.get(model_id)
-    views.card_summary(entry.card)
     cols = st.columns(3)
     if cols[0].button("Activate", disabled=entry.id == active.id, key="registry_activate"):
         registry.activate(task, entry.id)
@@ -186,9 +187,17 @@ def registry_tab(registry: ModelRegistry) -> None:
     if cols[1].button("Restore the shipped default", disabled=active.is_default, key="registry_default"):
         registry.restore_default(task)
         st.rerun()
-    if cols[2].button("Delete", disabled=entry.is_default or entry.id == active.id, key="registry_delete"):
-        registry.delete(entry.id)
-        st.rerun()
+    deletable = not (entry.is_default or entry.id == active.id)
+    with cols[2].popover("Delete…", disabled=not deletable):
+        st.write(f"Delete {entry.id} and its files for good?")
+        if st.button("Delete", type="primary", key="registry_delete"):
+            registry.delete(entry.id)
+            st.rerun()
+    views.card_summary(entry.card)
+    evaluation = views.saved_evaluation(entry)
+    if evaluation:
+        with st.expander("Evaluation on its held-out split"):
+            views.evaluation_views(task, {entry.id: evaluation}, key=f"registry_eval_{entry.id}")
 
 
 manager = JobManager()
@@ -203,7 +212,6 @@ def running_panel(job_id: str) -> None:
     """Only this part reruns every few seconds while a training runs."""
     job = manager.status(job_id)
     if job.done:
-        st.session_state["selected_job"] = job.id
         st.rerun()  # the whole page: progress becomes results
     views.progress_panel(job, manager.progress(job_id))
     if st.button("Cancel training", key="cancel"):
@@ -213,13 +221,23 @@ def running_panel(job_id: str) -> None:
 
 running = manager.current()
 if running is not None:
+    st.session_state["watched_job"] = running.id
     st.subheader("Training in progress")
     running_panel(running.id)
-
-train, results, models = st.tabs(["New training", "Results", "Model registry"])
+elif watched := st.session_state.pop("watched_job", None):
+    # the run this browser session was watching has ended: open its results
+    st.session_state["training_tab"] = "Results"
+    st.session_state["result_job"] = watched
+    st.toast(f"Training {watched} ended: {manager.status(watched).state}.")
+# Results and registry run only when open (they read files and draw many charts); the form
+# always runs so its inputs survive a look at another tab.
+train, results, models = st.tabs(["New training", "Results", "Model registry"], key="training_tab",
+                                 on_change="rerun")
 with train:
     train_tab(manager, running)
-with results:
-    results_tab(manager, registry)
-with models:
-    registry_tab(registry)
+if results.open:
+    with results:
+        results_tab(manager, registry)
+if models.open:
+    with models:
+        registry_tab(registry)

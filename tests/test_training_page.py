@@ -4,10 +4,12 @@
 running/finished test starts a real 1-epoch training on a few hundred FER2013
 faces by clicking "Start training", renders the page while it runs (also from a
 second, fresh session, as after a browser reload), then once it finished, and
-activates the new model from the page.
+activates the new model from the page. An age run on a few hundred UTKFace faces
+checks the age views (MAE by band, gender and race, beside the active model).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 import core  # noqa: F401  (before anything that may load TensorFlow in this process)
 from core.registry import ModelRegistry
-from training.jobs import SUCCEEDED, JobManager
-from training_data import small_fer_zip
+from training.jobs import SUCCEEDED, JobManager, TrainOptions
+from training_data import small_fer_zip, small_utk_tar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/training.py"
@@ -32,6 +34,13 @@ def _page() -> AppTest:
     return at
 
 
+def _open_tab(at: AppTest, label: str) -> None:
+    """Select a tab as a click would (the page's tabs are a widget keyed ``training_tab``)."""
+    at.session_state["training_tab"] = label
+    at.run()
+    _ok(at)
+
+
 def _ok(at: AppTest) -> None:
     assert not at.exception, "\n\n".join(str(e.value) for e in at.exception)
 
@@ -45,10 +54,14 @@ def test_idle_page_offers_data_options_and_registry_and_refuses_bad_data(tmp_pat
     assert "Training" in [t.value for t in at.title]
     assert [t.label for t in at.tabs] == ["New training", "Results", "Model registry"]
     assert at.button(key="start").disabled, "nothing can start before valid data is chosen"
-    assert "Finished runs appear here" in _texts(at.info)
     assert at.selectbox(key="arch").options, "architectures are offered"
+    _open_tab(at, "Results")
+    assert "Finished runs appear here" in _texts(at.info)
+    _open_tab(at, "Model registry")
     registry_rows = at.dataframe[0].value
     assert list(registry_rows["model"]) == ["default-emotion"]
+    assert registry_rows["active"][0] == "●"
+    _open_tab(at, "New training")
 
     at.text_input(key="data_path").input(str(tmp_path / "nowhere.csv")).run()
     _ok(at)
@@ -103,8 +116,13 @@ def test_running_then_finished_then_activated_from_the_page(tmp_path):
     assert job.state == SUCCEEDED, f"{job.state}: {job.message}\n{job.log_tail()}"
 
     # finished: results with the evaluation, side by side with the active model when it exists
-    at = _page()
+    at.run()     # the open session: the progress panel notices the end and opens the results
+    _ok(at)
     assert "Training in progress" not in [s.value for s in at.subheader]
+    assert at.session_state["training_tab"] == "Results"
+    assert any(job.id in t.value and "succeeded" in t.value for t in at.toast)
+    at = _page()                             # a new session shows the same run
+    _open_tab(at, "Results")
     results = _texts(at.markdown)
     assert "succeeded" in results and job.id in results
     charts = at.get("plotly_chart")
@@ -118,3 +136,23 @@ def test_running_then_finished_then_activated_from_the_page(tmp_path):
     _ok(at)
     assert registry.active("emotion").id == job.model_id
     assert "This model is the active emotion model." in _texts(at.success)
+
+
+def test_age_results_show_mae_by_age_band_gender_and_race_beside_the_active_model(tmp_path):
+    manager = JobManager()
+    job = manager.start(TrainOptions(task="age", data=str(small_utk_tar(tmp_path)), epochs=1, batch_size=32))
+    job = manager.wait(job.id, TRAIN_TIMEOUT_S)
+    assert job.state == SUCCEEDED, f"{job.state}: {job.message}\n{job.log_tail()}"
+    at = _page()
+    _open_tab(at, "Results")
+    titles = [json.loads(chart.proto.spec)["layout"].get("title", {}).get("text")
+              for chart in at.get("plotly_chart")]
+    for title in ("Predicted vs true age", "MAE (years) by age band", "MAE (years) by gender",
+                  "MAE (years) by race"):
+        assert title in titles, titles
+    table = at.dataframe[0].value
+    assert table.loc["mae", "new"] == pytest.approx(job.evaluation()["metrics"]["mae"])
+    assert table.loc["images", "new"] == 60
+    active = ModelRegistry().active("age")
+    if active.model_path.is_file():          # the shipped model, evaluated on the same 60 faces
+        assert table.loc["mae", f"active ({active.id})"] == pytest.approx(job.active_evaluation()["metrics"]["mae"])

@@ -20,6 +20,7 @@ Evaluations = Mapping[str, dict]
 # Keras log keys that are not model-quality metrics.
 _NON_METRIC_LOGS = {"loss", "val_loss", "learning_rate", "lr", "epoch"}
 GROUP_TITLES = {"gender": "gender", "race": "race", "age_band": "age band"}
+METRIC_TITLES = {"mae": "MAE (years)", "accuracy": "accuracy"}
 
 
 def primary_metric(task: str) -> str:
@@ -42,21 +43,26 @@ def curve_metrics(history: Sequence[dict]) -> list[str]:
     return names
 
 
-def learning_curves(history: Sequence[dict]) -> go.Figure:
-    """Loss and each metric per epoch, train and validation, side by side."""
+def learning_curves(history: Sequence[dict], epochs: int | None = None) -> go.Figure:
+    """Loss and each metric per epoch, train and validation, side by side.
+
+    ``epochs`` fixes the x axis to the whole run, so live curves grow into it.
+    """
     metrics = ["loss", *curve_metrics(history)]
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
-    epochs = [logs.get("epoch", i + 1) for i, logs in enumerate(history)]
+    xs = [logs.get("epoch", i + 1) for i, logs in enumerate(history)]
+    total = max([epochs or 0, *xs])
     colours = {"train": "#1f77b4", "validation": "#ff7f0e"}
     for col, metric in enumerate(metrics, start=1):
         for label, key in (("train", metric), ("validation", f"val_{metric}")):
             values = [logs.get(key) for logs in history]
             if all(v is None for v in values):
                 continue
-            fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=label,
+            fig.add_trace(go.Scatter(x=xs, y=values, mode="lines+markers", name=label,
                                      line={"color": colours[label]}, legendgroup=label,
                                      showlegend=col == 1), row=1, col=col)
-        fig.update_xaxes(title_text="epoch", row=1, col=col, dtick=1 if len(epochs) <= 20 else None)
+        fig.update_xaxes(title_text="epoch", row=1, col=col, dtick=1 if total <= 20 else None,
+                         range=[0.7, total + 0.3] if total else None)
     fig.update_layout(height=320, margin={"t": 40, "b": 40, "l": 40, "r": 10},
                       legend={"orientation": "h", "y": -0.25})
     return fig
@@ -105,17 +111,27 @@ def metrics_table(evaluations: Evaluations) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+def _per_class(evaluation: dict) -> dict[str, dict]:
+    """Per-class results in the model's class order (the JSON file stores keys sorted)."""
+    per_class = evaluation.get("per_class") or {}
+    order = [name for name in evaluation.get("class_names") or [] if name in per_class]
+    return {name: per_class[name] for name in order + sorted(set(per_class) - set(order))}
+
+
 def per_class_table(evaluations: Evaluations) -> pd.DataFrame:
     """Precision/recall/F1/support per class; columns ``(model, measure)``."""
-    parts = {label: pd.DataFrame(ev["per_class"]).T[["precision", "recall", "f1", "support"]]
-             for label, ev in evaluations.items() if ev.get("per_class")}
+    parts = {}
+    for label, ev in evaluations.items():
+        if ev.get("per_class"):
+            table = pd.DataFrame(_per_class(ev)).T[["precision", "recall", "f1", "support"]]
+            parts[label] = table.astype({"precision": float, "recall": float, "f1": float, "support": int})
     return pd.concat(parts, axis=1) if parts else pd.DataFrame()
 
 
 def per_class_figure(evaluations: Evaluations, measure: str = "f1") -> go.Figure:
     fig = go.Figure()
     for label, ev in evaluations.items():
-        per_class = ev.get("per_class") or {}
+        per_class = _per_class(ev)
         fig.add_trace(go.Bar(name=label, x=list(per_class), y=[v[measure] for v in per_class.values()]))
     fig.update_layout(barmode="group", title=f"{measure.upper() if measure == 'f1' else measure} per class",
                       height=320, yaxis_range=[0, 1], margin={"t": 40, "b": 40, "l": 40, "r": 10})
@@ -163,6 +179,7 @@ def group_figure(evaluations: Evaluations, group: str, metric: str) -> go.Figure
         fig.add_trace(go.Bar(name=label, x=names, y=[groups[n][metric] for n in names],
                              customdata=[groups[n].get("n") for n in names],
                              hovertemplate="%{x}: %{y:.3f} (%{customdata} images)<extra>" + label + "</extra>"))
-    fig.update_layout(barmode="group", title=f"{metric} by {GROUP_TITLES.get(group, group)}", height=320,
+    fig.update_layout(barmode="group", height=320,
+                      title=f"{METRIC_TITLES.get(metric, metric)} by {GROUP_TITLES.get(group, group)}",
                       margin={"t": 40, "b": 40, "l": 40, "r": 10})
     return fig
