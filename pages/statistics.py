@@ -55,7 +55,7 @@ def _face_view(url: str, session_id: int, version: tuple, face_id: int | None, s
 
 
 def _version(row: pd.Series) -> tuple:
-    return (int(row["row_count"]), int(row["frame_count"]), str(row["ended_at"]), row["status"])
+    return (int(row["row_count"]), int(row["frame_count"]), str(row["ended_at"]), row["status"], row["name"])
 
 
 def _duration(seconds: float) -> str:
