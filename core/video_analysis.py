@@ -15,6 +15,7 @@ import core  # noqa: F401  (first: safe native-library import order)
 
 import argparse
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class VideoAnalysis:
     video_s: float  # video time covered
     wall_s: float  # analysis time
     cancelled: bool = False
+    cpu_s: float = 0.0  # CPU time this process used meanwhile (all threads): the cost on an idle machine
 
     @property
     def speedup(self) -> float:
@@ -141,7 +143,7 @@ def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None,
     analyzer.reset()
     frames = failed = faces = 0
     last_position = 0.0
-    wall_start = time.perf_counter()
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
     report_every = max(1, info.frames // 100) if info.frames else 30
     try:
         with store.writer(session_id) as writer:
@@ -173,10 +175,10 @@ def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None,
     store.end_session(session_id, ended_at=started_at + timedelta(seconds=video_s))
     if progress is not None:
         progress(1.0)
-    wall_s = time.perf_counter() - wall_start
+    wall_s, cpu_s = time.perf_counter() - wall_start, time.process_time() - cpu_start
     log.info("analysed %s: %d frames in %.1f s (%.2fx real time), session %s", info.path.name, frames, wall_s,
              video_s / wall_s if wall_s else 0.0, session_id)
-    return VideoAnalysis(session_id, info, frames, failed, faces, video_s, wall_s)
+    return VideoAnalysis(session_id, info, frames, failed, faces, video_s, wall_s, cpu_s=cpu_s)
 
 
 def _fraction(info: VideoInfo, frames: int, position: float) -> float:
@@ -267,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
           f"observations, face IDs {ids}")
     print(f"analysed {run.video_s:.1f} s of video in {run.wall_s:.1f} s: {run.frames / run.wall_s:.1f} fps, "
           f"speed-up {run.speedup:.2f}x real time")
+    print(f"CPU time {run.cpu_s:.1f} s ({run.cpu_s / run.video_s:.2f} CPU-s per video second, all threads; "
+          f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return 0
 
 
