@@ -26,7 +26,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from core.analyzer import AnalyzerSettings, FrameAnalyzer
+from core.analyzer import AnalyzerSettings, FrameAnalyzer, limit_inference_threads
 from core.config import TASKS
 from core.models import ActiveModels
 from core.tracking import TrackingSettings
@@ -68,6 +68,7 @@ def summary(values) -> dict:
 def bench_pipeline(path: Path, frames: int, warmup: int, settings: AnalyzerSettings) -> dict:
     models = ActiveModels(tasks=settings.tasks)
     analyzer = FrameAnalyzer(models, settings)
+    analyzer.warm_up()
     stages: dict[str, list[float]] = {s: [] for s in STAGES}
     per_frame, faces, failed = [], [], 0
     start = None
@@ -188,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=",".join(TASKS), help="models to run, comma-separated")
     parser.add_argument("--full-scan-every", type=int, default=TrackingSettings().full_scan_every,
                         help="frames between full-frame face scans while faces are tracked")
+    parser.add_argument("--tf-threads", type=int, default=1,
+                        help="TensorFlow threads (1, as the Live page uses; 0 = TensorFlow's default pool)")
     parser.add_argument("--no-anchor", action="store_true", help="skip the fer anchor even if installed")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -198,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(tasks) - set(TASKS)
     if unknown:
         parser.error(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
+    if args.tf_threads > 0:
+        limit_inference_threads(args.tf_threads)
     settings = AnalyzerSettings(tasks=tasks, tracking=TrackingSettings(full_scan_every=args.full_scan_every))
     pipeline = bench_pipeline(args.video, args.frames, args.warmup, settings)
     anchor = None if args.no_anchor else bench_fer(args.video, args.frames, args.warmup)

@@ -62,6 +62,28 @@ class FrameResult:
     held: list[FaceResult] = field(default_factory=list)  # tracked faces missed this frame: drawn, not analysed
 
 
+def limit_inference_threads(threads: int = 1) -> bool:
+    """Run TensorFlow's ops on ``threads`` threads; call before any model loads.
+
+    The face networks are small (a few ms per batch): splitting each op across threads
+    gains little, and on a busy 2-core machine (the browser's and aiortc's video codecs,
+    other work) the threads wait for each other. Measured on this project's 2-core VM
+    under load: per-call p95 11.7 ms on TensorFlow's default pool, 3.4 ms on one thread.
+    Returns False (and changes nothing) when TensorFlow's runtime is already running.
+    """
+    try:
+        import tensorflow as tf
+    except ImportError:  # another Keras backend: nothing to configure
+        return False
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        log.info("TensorFlow already initialised; keeping its thread settings")
+        return False
+    return True
+
+
 def _as_model_dict(models) -> Mapping:
     """A plain task -> TaskModel mapping, or ActiveModels' current (hot-reloaded) set."""
     return models if isinstance(models, Mapping) else models.get()
@@ -124,6 +146,17 @@ class FrameAnalyzer:
         """Registry id of each model that runs (recorded with sessions)."""
         models = _as_model_dict(self._models)
         return {t: models[t].entry_id for t in self.settings.tasks if t in models}
+
+    def warm_up(self) -> None:
+        """Run the detector and each model once on blank input, so that one-off costs (graph
+        tracing: seconds on a busy CPU) are paid now and not by the first live frame;
+        streamlit-webrtc gives up on a stream whose frame callback takes more than 10 s."""
+        self._apply_pending()
+        self.detector.detect(np.zeros((240, 320, 3), np.uint8))
+        models = _as_model_dict(self._models)
+        for task in self.settings.tasks:
+            if task in models:
+                models[task].predict(np.zeros((1, *models[task].spec.input_shape), np.uint8))
 
     # -- the pipeline (video thread) ------------------------------------------------
     def _detect(self, frame: np.ndarray) -> list[Box]:

@@ -27,6 +27,7 @@ class LiveSession:
     def __init__(self, models, settings: AnalyzerSettings | None = None,
                  store_factory: Callable[[], SessionStore] | None = None, source: str = "webcam") -> None:
         self.analyzer = FrameAnalyzer(models, settings)
+        self.analyzer.warm_up()  # on the page's thread, before the first frame arrives
         self.channel = LiveChannel()
         self.source = source
         self._store_factory = store_factory or SessionStore
@@ -110,3 +111,29 @@ class LiveSession:
                 pass
         self.channel.publish(result)
         return annotated
+
+
+ICE_SCHEMES = ("stun:", "turn:", "turns:")
+
+
+def ice_servers_from_text(text: str) -> list[dict]:
+    """ICE servers for remote use, one per line: ``URL`` or ``URL USERNAME CREDENTIAL``.
+
+    An empty text gives ``[]``: host candidates only, which connects on this machine and
+    on a LAN with no STUN/TURN server reachable (FaceSense's offline default).
+    """
+    servers = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        url = parts[0]
+        if not url.lower().startswith(ICE_SCHEMES):
+            raise ValueError(f"line {number}: {url!r} is not a stun:, turn: or turns: URL")
+        if len(parts) == 1:
+            servers.append({"urls": [url]})
+        elif len(parts) == 3:
+            servers.append({"urls": [url], "username": parts[1], "credential": parts[2]})
+        else:
+            raise ValueError(f"line {number}: expected 'URL' or 'URL USERNAME CREDENTIAL'")
+    return servers

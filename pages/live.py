@@ -1,7 +1,197 @@
-"""Live page (placeholder until its issue lands)."""
+"""Live page: the webcam in the browser, every face boxed and labelled in real time.
+
+A thin view over :mod:`core.live_session`. streamlit-webrtc streams the camera to
+this server (WebRTC, loopback/LAN by default: no STUN/TURN server needed) and calls
+``video_frame_callback`` on its worker thread for each frame; the callback runs the
+shared analyzer and hands statistics to the page through a thread-safe channel that
+a fragment polls, so no Streamlit call ever runs on the video thread. Each
+START..STOP is recorded as one session for the Statistics page.
+"""
 import core  # noqa: F401  (first: safe native-library import order)
 
+import logging
+
+import av
+import pandas as pd
 import streamlit as st
+from streamlit_webrtc import WebRtcMode, webrtc_streamer
+from streamlit_webrtc.session_info import get_this_session_info
+
+from core.analyzer import AnalyzerSettings, limit_inference_threads
+from core.config import TASKS, app_paths
+from core.detection import DetectorSettings
+from core.live_channel import LiveStats
+from core.live_session import LiveSession, ice_servers_from_text
+from core.models import ActiveModels
+from core.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+WEBRTC_KEY = "facesense-live"
+SESSION_KEY = "facesense-live-session"
+PANEL_REFRESH_S = 1.0
+CAMERA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False}
+MESSAGES = {  # shown by the player itself when the browser cannot open a camera
+    "device_not_available": "No camera found, or another app is using it. Connect a webcam, close other "
+                            "apps that use it, then press START again",
+    "device_access_denied": "Camera access was refused. Allow the camera for this site (the camera icon "
+                            "in the address bar), then press START again",
+    "media_api_not_available": "This browser cannot open a camera on this address. Open FaceSense at "
+                               "http://localhost:8501 on this computer, or over HTTPS from another one",
+    "device_ask_permission": "Please allow FaceSense to use your camera",
+}
+
+
+@st.cache_resource(show_spinner="Loading the face models…")
+def _models() -> ActiveModels:
+    limit_inference_threads(1)  # steadier per-frame latency next to the video codecs
+    return ActiveModels()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> SessionStore:
+    return SessionStore(url)
+
+
+def _sidebar() -> tuple[AnalyzerSettings, list[dict]]:
+    """Analyzer settings and ICE servers chosen in the sidebar."""
+    with st.sidebar:
+        st.subheader("Live analysis")
+        sensitivity = st.slider(
+            "Detector sensitivity", 0, 100, 50, step=5, key="live_sensitivity",
+            help="Higher finds faces in poor light or turned a little, but also more false boxes.")
+        min_face = st.slider(
+            "Minimum face size (px)", 24, 240, DetectorSettings().min_face, step=4, key="live_min_face",
+            help="Smaller faces (far from the camera) are ignored; larger values are faster.")
+        window = st.slider(
+            "Smoothing window (frames)", 0, 30, AnalyzerSettings().smoothing_window, key="live_window",
+            help="Each face's emotion, age and gender are averaged over its last N frames: steadier "
+                 "labels, about N/2 frames of lag. 0 = off.")
+        st.caption("Models")
+        tasks = tuple(t for t in TASKS if st.checkbox(t.capitalize(), value=True, key=f"live_task_{t}"))
+        with st.expander("Connection (remote use)"):
+            ice_text = st.text_area(
+                "ICE servers", "", key="live_ice", placeholder="stun:stun.example.org:3478\n"
+                "turn:turn.example.org:3478 user secret",
+                help="Not needed on this computer or a LAN. To reach FaceSense over the internet, "
+                     "add STUN/TURN servers, one per line: URL [USERNAME CREDENTIAL].")
+        try:
+            ice_servers = ice_servers_from_text(ice_text)
+        except ValueError as exc:
+            st.error(f"ICE servers ignored: {exc}")
+            ice_servers = []
+    detector = DetectorSettings.from_sensitivity(sensitivity / 100, min_face=min_face)
+    return AnalyzerSettings(detector=detector, smoothing_window=window, tasks=tasks), ice_servers
+
+
+def _live_session(settings: AnalyzerSettings) -> LiveSession:
+    """This tab's analyzer/recorder, created once with the cached models."""
+    live = st.session_state.get(SESSION_KEY)
+    if live is None:
+        store = _store(app_paths().database_url)
+        live = st.session_state[SESSION_KEY] = LiveSession(_models(), settings, store_factory=lambda: store)
+    live.update_settings(settings)
+    return live
+
+
+def _has_server_session() -> bool:
+    """streamlit-webrtc needs a real server session; Streamlit's AppTest harness has a mock one."""
+    try:
+        return get_this_session_info() is not None
+    except AttributeError:
+        return False
+
+
+def _frame_callback(live: LiveSession):
+    def callback(frame: av.VideoFrame) -> av.VideoFrame:
+        try:
+            image = live.process(frame.to_ndarray(format="bgr24"))
+            return av.VideoFrame.from_ndarray(image, format="bgr24")
+        except Exception:  # noqa: BLE001  (conversion failed: pass the frame through, keep streaming)
+            log.exception("live frame could not be converted")
+            return frame
+
+    return callback
+
+
+def _faces_table(stats: LiveStats) -> pd.DataFrame:
+    rows = []
+    for face in stats.faces:
+        gender = None
+        if face.gender is not None:
+            female = face.gender >= 0.5
+            gender = f"{'female' if female else 'male'} {100 * (face.gender if female else 1 - face.gender):.0f}%"
+        rows.append({
+            "Face": f"#{face.face_id}",
+            "Emotion": face.emotion or "–",
+            "Confidence": None if face.confidence is None else f"{100 * face.confidence:.0f}%",
+            "Age": None if face.age is None else f"{face.age:.0f}",
+            "Gender": gender,
+        })
+    return pd.DataFrame(rows)
+
+
+def _panel(live: LiveSession, playing: bool) -> None:
+    """The live numbers, redrawn every second from the channel while streaming."""
+    stats = live.channel.snapshot()
+    fps, latency, faces, frames = st.columns(4)
+    fps.metric("FPS", f"{stats.fps:.1f}")
+    latency.metric("Latency", f"{stats.latency_ms:.0f} ms", help=f"Processing time per frame; "
+                   f"95th percentile {stats.latency_p95_ms:.0f} ms over the last seconds")
+    faces.metric("Faces", len(stats.faces))
+    frames.metric("Frames", stats.frames, help="Frames analysed in this session")
+    if stats.failed:
+        st.caption(f"{stats.failed} frame(s) could not be processed and were skipped "
+                   f"(last: {stats.last_error})")
+    if stats.faces:
+        st.dataframe(_faces_table(stats), hide_index=True, width="stretch")
+    elif playing:
+        st.info("No face in view." if stats.frames else "Waiting for the first frames…")
+    if playing and stats.age_s is not None and stats.age_s > 5:
+        st.warning(f"No frame for {stats.age_s:.0f} s: the connection may have dropped. Press STOP, then START.")
+    if live.recording_error:
+        st.warning(live.recording_error)
+    if live.recording:
+        st.success(f"Recording session #{live.session_id}")
+    elif live.last_session_id is not None:
+        st.caption(f"Session #{live.last_session_id} saved: open **Statistics** to chart or export it.")
+
 
 st.title("Live")
-st.info("This page is being built.")
+st.caption("Every face the camera sees, boxed and labelled with emotion, age and gender. "
+           "Press **START** to begin; each START..STOP is saved as a session.")
+settings, ice_servers = _sidebar()
+try:
+    live = _live_session(settings)
+except Exception as exc:  # noqa: BLE001  (missing or corrupt model files)
+    st.error(f"The face models could not be loaded: {exc}. Restore the defaults on the Training page.")
+    st.stop()
+if not settings.tasks:
+    st.info("No model selected: faces are boxed and followed, nothing is estimated.")
+
+video_column, panel_column = st.columns([3, 2])
+if not _has_server_session():
+    video_column.info("The video player needs a browser connected to the FaceSense server.")
+    st.stop()
+with video_column:
+    ctx = webrtc_streamer(
+        key=WEBRTC_KEY,
+        mode=WebRtcMode.SENDRECV,
+        rtc_configuration={"iceServers": ice_servers},  # explicit: never a default public STUN server
+        media_stream_constraints=CAMERA_CONSTRAINTS,
+        video_frame_callback=_frame_callback(live),
+        on_video_ended=live.stop,
+        async_processing=True,  # analysis on its own thread, newest frame first: no backlog
+        translations=MESSAGES,
+        video_html_attrs={"autoPlay": True, "controls": False, "muted": True, "style": {"width": "100%"}},
+    )
+playing = bool(ctx.state.playing)
+if playing:
+    live.arm()
+else:
+    live.stop()
+with panel_column:
+    st.fragment(_panel, run_every=PANEL_REFRESH_S if playing else None)(live, playing)
+    if not playing:
+        st.caption("The camera stays on this computer: video goes from the browser to the FaceSense "
+                   "server on this machine and back, nothing is sent anywhere else.")

@@ -195,3 +195,18 @@ def test_live_session_survives_a_broken_store(active_models, multi_frames):
         assert live.process(frame).shape == frame.shape
     assert "disk full" in live.recording_error and not live.recording
     assert live.channel.snapshot().frames == 3
+
+
+def test_ice_servers_from_text():
+    from core.live_session import ice_servers_from_text
+
+    assert ice_servers_from_text("") == []  # host candidates only: loopback and LAN, offline
+    text = "stun:stun.example.org:3478\n# comment\n\nturn:turn.example.org:3478 alice s3cret\n"
+    assert ice_servers_from_text(text) == [
+        {"urls": ["stun:stun.example.org:3478"]},
+        {"urls": ["turn:turn.example.org:3478"], "username": "alice", "credential": "s3cret"},
+    ]
+    with pytest.raises(ValueError, match="line 1"):
+        ice_servers_from_text("http://example.org")
+    with pytest.raises(ValueError, match="line 2"):
+        ice_servers_from_text("stun:a.org\nturn:b.org onlyuser")
