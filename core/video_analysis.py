@@ -208,14 +208,14 @@ class VideoJob:
 
 def start_video_job(path: str | Path, make_analyzer: Callable[[], object], *, name: str | None = None,
                     source_label: str | None = None, cleanup: Callable[[], None] | None = None,
-                    store_url: str | None = None) -> VideoJob:
+                    store: SessionStore | None = None) -> VideoJob:
     """Start :func:`analyze_video` on a thread; ``make_analyzer`` runs there too (model loading is slow)."""
     job = VideoJob(label=source_label or Path(path).name)
 
     def run() -> None:
         try:
             analyzer = make_analyzer()
-            job.result = analyze_video(path, analyzer, SessionStore(store_url), name=name, source_label=source_label,
+            job.result = analyze_video(path, analyzer, store or SessionStore(), name=name, source_label=source_label,
                                        progress=lambda f: setattr(job, "progress", f), cancel=job.cancel_event)
         except VideoError as exc:
             job.error = str(exc)
@@ -259,12 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     analyzer = default_analyzer()
     print(f"models loaded in {time.perf_counter() - t0:.1f} s: {analyzer.model_versions()}")
+    store = SessionStore(args.db)
     try:
-        run = analyze_video(info.path, analyzer, SessionStore(args.db), name=args.name)
+        run = analyze_video(info.path, analyzer, store, name=args.name)
     except VideoError as exc:
         print(f"error: {exc}")
         return 2
-    ids = SessionStore(args.db, recover=False).face_ids(run.session_id)
+    ids = store.face_ids(run.session_id)
     print(f"session {run.session_id}: {run.frames} frames ({run.failed_frames} failed), {run.faces} face "
           f"observations, face IDs {ids}")
     print(f"analysed {run.video_s:.1f} s of video in {run.wall_s:.1f} s: {run.frames / run.wall_s:.1f} fps, "

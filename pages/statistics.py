@@ -236,7 +236,7 @@ def _start_analysis(url: str, uploaded, server_path: str, name: str) -> bool:
         st.error(str(exc))
         return False
     jobs["video"] = start_video_job(path, default_analyzer, name=name.strip() or None, source_label=label,
-                                   cleanup=cleanup, store_url=url)
+                                   cleanup=cleanup, store=_store(url))
     return True
 
 

@@ -14,7 +14,7 @@ from conftest import shared_path
 from core.analyzer import FrameAnalyzer
 from core.models import ActiveModels
 from core.store import SessionStore
-from core.video_analysis import VIDEO_SUFFIXES, VideoError, analyze_video, iter_frames, probe
+from core.video_analysis import VIDEO_SUFFIXES, VideoError, analyze_video, iter_frames, main, probe
 
 CONTAINERS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx", ".avi": "mpeg4"}
 
@@ -142,3 +142,15 @@ def test_upload_is_named_after_the_users_file(clip, analyzer, tmp_path):
     info = store.get_session(run.session_id)
     assert (info["name"], info["source_path"]) == ("Lecture 3, part (1)", "Lecture 3, part (1).mp4")
     assert info["settings"]["video"]["file"] == "Lecture 3, part (1).mp4" and run.frames == 20
+
+
+def test_cli_prints_frames_fps_and_speedup(clip, tmp_path, capsys):
+    short = tmp_path / "short clip.mp4"
+    transcode(clip, short, "libx264", frames=20)
+    assert main([str(short), "--name", "cli run"]) == 0
+    out = capsys.readouterr().out
+    assert "30.00 fps, 20 frames" in out and "session 1: 20 frames (0 failed)" in out
+    assert "speed-up" in out and "x real time" in out
+    assert SessionStore().list_sessions()["name"].tolist() == ["cli run"]
+    assert main([str(tmp_path / "nope.mp4")]) == 2
+    assert "error: video file not found" in capsys.readouterr().out
