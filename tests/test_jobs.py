@@ -21,6 +21,7 @@ from core.config import app_paths
 from core.registry import ModelRegistry
 from training.jobs import (CANCELLED, FAILED, SUCCEEDED, JobBusy, JobError, JobManager, TrainOptions,
                            read_progress, sanitize_filename)
+from conftest import shared_path
 from training_data import small_fer_zip
 
 RUN_TIMEOUT_S = 420   # a 1-epoch run on ~400 faces, generous for 2 busy cores
@@ -37,6 +38,21 @@ def _group_pids(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             pids.append(int(stat.parent.name))
     return pids
+
+
+def _frames(video: Path, count: int) -> list:
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    assert frames, f"cannot read {video}"
+    return frames
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
@@ -86,15 +102,21 @@ def test_real_run_registers_card_and_metrics_and_activation_switches_the_analyze
         assert job.active_model_id == active_before
         assert compared is not None and compared["n"] == evaluation["n"], job.notes
 
-    # activation: what the analyzer's model set loads switches without a restart
+    # activation: what the analyzer runs switches without a restart
+    from core.analyzer import AnalyzerSettings, FrameAnalyzer
     from core.models import ActiveModels
 
     registry.activate("emotion", job.model_id)
-    models = ActiveModels(tasks=("emotion",), check_every=1)
-    assert models.get()["emotion"].entry_id == job.model_id
+    analyzer = FrameAnalyzer(ActiveModels(tasks=("emotion",), check_every=1),
+                             AnalyzerSettings(tasks=("emotion",)))
+    assert analyzer.model_versions() == {"emotion": job.model_id}
+    results = [analyzer.analyze(f) for f in _frames(shared_path("video", "single_face_640x480.avi"), 15)]
+    faces = [face for r in results for face in r.faces]
+    assert faces and all(r.error is None for r in results)
+    assert faces[-1].emotion_probs.shape == (7,) and faces[-1].emotion
     second = registry.register(entry.model_path, {**card, "created": None})
     registry.activate("emotion", second.id)
-    assert models.get()["emotion"].entry_id == second.id, "hot reload on activation"
+    assert analyzer.model_versions() == {"emotion": second.id}, "hot reload on activation"
     registry.restore_default("emotion")
     assert registry.active("emotion").is_default
 
