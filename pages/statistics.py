@@ -100,6 +100,10 @@ def _session_view(url: str, row: pd.Series, key: str, emotions: list[str], smoot
     face_id = None if face_choice == ALL_FACES else int(face_choice)
     view = _face_view(url, session_id, version, face_id, data["start"])
     _metrics(data["summary"])
+    with st.expander("Source, settings and model versions"):
+        if row["source_path"]:
+            st.caption(f"Video file: {row['source_path']}")
+        st.json({"model_versions": row["model_versions"], "settings": row["settings"]}, expanded=1)
     if row["status"] == "recording":
         st.caption("Still recording: figures include results written so far.")
     elif row["status"] == "ended abnormally":
