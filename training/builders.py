@@ -50,7 +50,7 @@ def input_spec(task: str, arch: str) -> FaceSpec:
 def recipe(task: str, arch: str) -> Recipe:
     if arch == "seed":
         return Recipe(epochs=100 if task == "gender" else 50, batch_size=32, learning_rate=1e-4, optimizer="adam")
-    return Recipe(epochs={"emotion": 35, "age": 15, "gender": 12}[task], batch_size=64,
+    return Recipe(epochs={"emotion": 35, "age": 30, "gender": 12}[task], batch_size=64,
                   learning_rate=2e-3, optimizer="adamw-cosine")
 
 
@@ -98,7 +98,7 @@ def _seed_body(task: str, x):
     return layers.Dense(width, activation="relu")(x)
 
 
-TASK_WIDTH = {"emotion": 24, "age": 16, "gender": 16}
+TASK_WIDTH = {"emotion": 24, "age": 24, "gender": 16}
 
 
 def build_model(task: str, arch: str = "default", spec: FaceSpec | None = None,
