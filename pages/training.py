@@ -214,9 +214,12 @@ def running_panel(job_id: str) -> None:
     if job.done:
         st.rerun()  # the whole page: progress becomes results
     views.progress_panel(job, manager.progress(job_id))
-    if st.button("Cancel training", key="cancel"):
-        manager.cancel(job_id)
-        st.rerun()
+    with st.popover("Cancel training…"):
+        st.write("Stop this run? Its progress is lost and nothing is registered.")
+        if st.button("Yes, cancel the training", type="primary", key="cancel"):
+            with st.spinner("Stopping the training processes…"):
+                manager.cancel(job_id)
+            st.rerun()
 
 
 running = manager.current()
