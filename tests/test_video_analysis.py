@@ -113,6 +113,7 @@ def transcode(source: Path, target: Path, codec: str, frames: int = 30) -> None:
     with av.open(str(source)) as src, av.open(str(target), "w") as dst:
         stream = dst.add_stream(codec, rate=Fraction(30, 1))
         stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"deadline": "realtime", "cpu-used": "8"} if codec == "libvpx" else {}
         for i, frame in enumerate(src.decode(video=0)):
             if i == frames:
                 break
