@@ -31,7 +31,14 @@ WEBRTC_KEY = "facesense-live"
 SESSION_KEY = "facesense-live-session"
 PANEL_REFRESH_S = 1.0
 CAMERA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False}
-MESSAGES = {  # shown by the player itself when the browser cannot open a camera
+CAMERA_HELP = """**Camera trouble?** The player names the browser's error:
+- **NotFoundError** (*Requested device not found*) or **NotReadableError**: no camera is connected, or
+  another app is using it. Connect a webcam or close the other app, then press START again.
+- **NotAllowedError** (*Permission denied*): camera access was refused. Allow the camera for this site
+  (camera icon in the address bar), then press START again.
+- **Media API not available**: browsers open cameras only on secure pages. Use http://localhost:8501 on
+  this computer, or HTTPS from another one."""
+MESSAGES = {  # shown by the player's device form when the browser cannot open a camera
     "device_not_available": "No camera found, or another app is using it. Connect a webcam, close other "
                             "apps that use it, then press START again",
     "device_access_denied": "Camera access was refused. Allow the camera for this site (the camera icon "
@@ -134,7 +141,8 @@ def _faces_table(stats: LiveStats) -> pd.DataFrame:
 def _panel(live: LiveSession, playing: bool) -> None:
     """The live numbers, redrawn every second from the channel while streaming."""
     stats = live.channel.snapshot()
-    fps, latency, faces, frames = st.columns(4)
+    fps, latency = st.columns(2)
+    faces, frames = st.columns(2)
     fps.metric("FPS", f"{stats.fps:.1f}")
     latency.metric("Latency", f"{stats.latency_ms:.0f} ms", help=f"Processing time per frame; "
                    f"95th percentile {stats.latency_p95_ms:.0f} ms over the last seconds")
@@ -192,6 +200,8 @@ else:
     live.stop()
 with panel_column:
     st.fragment(_panel, run_every=PANEL_REFRESH_S if playing else None)(live, playing)
-    if not playing:
-        st.caption("The camera stays on this computer: video goes from the browser to the FaceSense "
-                   "server on this machine and back, nothing is sent anywhere else.")
+if not playing:
+    with video_column:
+        st.caption(CAMERA_HELP)
+    panel_column.caption("The camera stays on this computer: video goes from the browser to the "
+                         "FaceSense server on this machine and back, nothing is sent anywhere else.")

@@ -1,0 +1,158 @@
+"""Real-browser helpers for end-to-end tests: a FaceSense server and Debian's headless Chromium.
+
+Reuses the server and fake-camera helpers of ``scripts/screenshot.py`` (one way to
+start the app for screenshots and tests alike). Chromium is the system one
+(``apt-get install chromium``), launched through Playwright's Python API: no browser
+is ever downloaded. Tests that need it call :func:`require_browser` and are skipped
+with a clear reason where it is missing.
+
+    with facesense_server(home) as url, chromium(fake_video=y4m) as browser:
+        page = open_page(browser, url, "live")
+        press_webrtc_button(page, "START")
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import numpy as np
+import pytest
+
+from scripts.screenshot import streamlit_server
+
+T = TypeVar("T")
+
+CHROMIUM_ARGS = (
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run", "--disable-dev-shm-usage",
+)
+FAKE_CAMERA_ARGS = ("--use-fake-device-for-media-stream",)
+WEBRTC_IFRAME = 'iframe[title*="streamlit_webrtc"]'
+
+
+def chromium_path() -> str | None:
+    found = shutil.which(os.environ.get("CHROMIUM", "chromium"))
+    return found or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+def require_browser() -> str:
+    """Chromium's path, or skip the test (Playwright or Chromium not installed)."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+    path = chromium_path()
+    if path is None:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    return path
+
+
+def fake_camera(video: Path, out_dir: Path, seconds: float = 4.0, fps: float = 10.0) -> Path:
+    """Y4M of the first ``seconds`` of ``video`` at ``fps`` for Chromium's fake camera (it loops the file).
+
+    Chromium reads only Y4M/MJPEG for a fake camera. Frame size is kept (a real webcam's
+    640x480); fewer frames per second spare the browser's and aiortc's video codecs on a
+    2-core machine. 640x480 at 10 fps for 4 s is about 18 MB, written under ``out_dir``."""
+    import av
+
+    out = Path(out_dir) / "camera.y4m"
+    with av.open(str(video)) as src, av.open(str(out), "w", format="yuv4mpegpipe") as dst:
+        stream = dst.add_stream("rawvideo", rate=int(fps))
+        source = src.streams.video[0]
+        stream.width, stream.height, stream.pix_fmt = source.width, source.height, "yuv420p"
+        next_time, written = 0.0, 0
+        for frame in src.decode(source):
+            if frame.time is None or frame.time + 1e-6 < next_time:
+                continue
+            if frame.time >= seconds:
+                break
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                dst.mux(packet)
+            next_time += 1.0 / fps
+            written += 1
+        for packet in stream.encode():
+            dst.mux(packet)
+    if written == 0:
+        raise ValueError(f"no frames decoded from {video}")
+    return out
+
+
+@contextmanager
+def facesense_server(home: Path, timeout_s: float = 180.0) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port with ``FACESENSE_HOME=home``; yields its URL."""
+    with streamlit_server(Path(home), timeout_s=timeout_s) as url:
+        yield url
+
+
+@contextmanager
+def chromium(fake_video: Path | None = None, fake_device: bool = True, allow_camera: bool = True,
+             extra_args: tuple[str, ...] = ()):
+    """Headless Chromium. ``fake_device``: a synthetic camera (``fake_video``: this Y4M file
+    instead); without it the browser has no camera at all, as on a machine without one.
+    ``allow_camera=False`` refuses camera access, as a user who clicks "Block" does."""
+    from playwright.sync_api import sync_playwright
+
+    args = list(CHROMIUM_ARGS)
+    args.append("--use-fake-ui-for-media-stream" if allow_camera else "--deny-permission-prompts")
+    if fake_device:
+        args += list(FAKE_CAMERA_ARGS)
+        if fake_video is not None:
+            args.append(f"--use-file-for-fake-video-capture={fake_video}")
+    args += list(extra_args)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=require_browser(), args=args, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def wait_until(check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.5) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def open_page(browser, url: str, path: str = "", viewport=(1280, 900), timeout_s: float = 180.0):
+    """Open an app page and wait until its title is drawn (the first run may load the models)."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    page.set_default_timeout(timeout_s * 1000)
+    page.goto(f"{url}/{path}")
+    page.wait_for_selector("h1", timeout=timeout_s * 1000)
+    return page
+
+
+def webrtc_frame(page):
+    """The streamlit-webrtc component's iframe (its buttons and <video> live inside)."""
+    return page.frame_locator(WEBRTC_IFRAME).first
+
+
+def press_webrtc_button(page, name: str, timeout_s: float = 120.0) -> None:
+    webrtc_frame(page).get_by_role("button", name=name).click(timeout=timeout_s * 1000)
+
+
+def webrtc_video_state(page) -> dict:
+    """Size, play position and readiness of the component's <video> (empty before it exists)."""
+    video = webrtc_frame(page).locator("video")
+    if video.count() == 0:
+        return {}
+    return video.first.evaluate(
+        "v => ({width: v.videoWidth, height: v.videoHeight, time: v.currentTime, ready: v.readyState,"
+        " paused: v.paused})"
+    )
+
+
+def image_spread(png: bytes) -> float:
+    """Standard deviation of the pixel values of a PNG: about 0 for a blank (one-colour) image."""
+    import io
+
+    from PIL import Image
+
+    return float(np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32).std())

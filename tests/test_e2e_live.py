@@ -1,0 +1,108 @@
+"""End to end in real headless Chromium: webcam -> WebRTC -> analyzer -> annotated video + session.
+
+One FaceSense server (``streamlit run app.py``) for the module, its home in a tmp dir.
+Chromium's fake camera plays a real webcam clip; the test presses START on the Live
+page, waits until annotated frames flow back, checks the recorded session through the
+store, saves a screenshot, presses STOP. A second browser without a camera checks the
+page explains the browser's error. Skips cleanly without ../shared, Chromium or Playwright.
+"""
+from __future__ import annotations
+
+import core  # noqa: F401  (first: safe native-library import order)
+
+import io
+
+import numpy as np
+import pytest
+
+from core.config import EMOTIONS, AppPaths
+from core.overlay import face_color
+from core.store import SessionStore
+from tests.browser import (
+    chromium,
+    facesense_server,
+    fake_camera,
+    image_spread,
+    open_page,
+    press_webrtc_button,
+    require_browser,
+    wait_until,
+    webrtc_frame,
+    webrtc_video_state,
+)
+from tests.conftest import shared_path
+
+FRAMES_TIMEOUT_S = 180  # server start, model loading and WebRTC on 2 busy cores
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_browser()
+    home = tmp_path_factory.mktemp("e2e_home")
+    with facesense_server(home) as url:
+        yield url, SessionStore(AppPaths(home=home).database_url)
+
+
+def overlay_pixels(png: bytes, face_id: int = 1, tolerance: int = 40) -> int:
+    """Pixels close to face ``face_id``'s overlay colour (its label background) in a screenshot."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    b, g, r = face_color(face_id)
+    return int((np.abs(rgb - np.array([r, g, b])).max(axis=2) < tolerance).sum())
+
+
+def test_live_page_analyses_the_webcam_and_records_a_session(server, tmp_path):
+    url, store = server
+    camera = fake_camera(shared_path("video", "single_face_640x480.avi"), tmp_path)
+    with chromium(fake_video=camera) as browser:
+        page = open_page(browser, url, "live")
+        press_webrtc_button(page, "START")
+
+        state = wait_until(lambda: (s := webrtc_video_state(page)) and s["width"] > 0 and s["time"] > 1 and s,
+                           FRAMES_TIMEOUT_S, "video to come back from the server")
+        assert (state["width"], state["height"]) == (640, 480)
+
+        def recorded():
+            sessions = store.list_sessions()
+            return not sessions.empty and int(sessions["row_count"].iloc[0]) >= 10 and sessions.iloc[0].to_dict()
+
+        session = wait_until(recorded, FRAMES_TIMEOUT_S, "10 analysed faces in the session store")
+        assert session["status"] == "recording" and session["source"] == "webcam"
+        webrtc_frame(page).locator("video").first.scroll_into_view_if_needed()
+        wait_until(lambda: page.get_by_text("Recording session #").count() > 0, 30, "the live panel")
+
+        # The video in the page carries the overlay: face #1's label colour is on screen.
+        video_png = wait_until(lambda: (shot := webrtc_frame(page).locator("video").first.screenshot())
+                               and overlay_pixels(shot) > 150 and shot, 60, "annotated frames in the player")
+        shot_path = tmp_path / "live_page.png"
+        page.screenshot(path=str(shot_path))
+        assert image_spread(shot_path.read_bytes()) > 10, "page screenshot is blank"
+        assert image_spread(video_png) > 10, "video element is blank"
+
+        press_webrtc_button(page, "STOP")
+        ended = wait_until(lambda: (s := store.get_session(int(session["id"])))["status"] == "ended" and s,
+                           60, "the session to end on STOP")
+    assert ended["frame_count"] >= 5
+    rows = store.results(int(session["id"]))
+    assert len(rows) >= 10
+    assert 1 in set(rows["face_id"])
+    assert rows["dominant_emotion"].isin(EMOTIONS).all()
+    assert rows["age"].between(1, 100).all(), rows["age"].describe()
+    assert rows["p_female"].between(0, 1).all()
+    assert (rows["box_w"] >= 40).all() and (rows["box_x"] + rows["box_w"] <= 640 + 10).all()
+    print(f"screenshot: {shot_path}")
+
+
+def test_live_page_without_a_camera_explains_the_error(server):
+    url, store = server
+    before = len(store.list_sessions())
+    with chromium(fake_device=False) as browser:
+        page = open_page(browser, url, "live")
+        press_webrtc_button(page, "START")
+        player = webrtc_frame(page)
+        wait_until(lambda: "NotFoundError" in player.locator("body").inner_text(), 60,
+                   "the player to report the missing camera")
+        assert page.get_by_text("no camera is connected").count() == 1  # the page says what to do
+        assert player.get_by_role("button", name="START").count() == 1  # still usable, no crash
+    assert len(store.list_sessions()) == before  # no camera, no session
