@@ -3,8 +3,8 @@
 One FaceSense server (``streamlit run app.py``) for the module, its home in a tmp dir.
 Chromium's fake camera plays a real webcam clip; the test presses START on the Live
 page, waits until annotated frames flow back, checks the recorded session through the
-store, saves a screenshot, presses STOP. A second browser without a camera checks the
-page explains the browser's error. Skips cleanly without ../shared, Chromium or Playwright.
+store, saves a screenshot, presses STOP. Browsers without a camera, or refusing it, check
+that the page explains the error. Skips cleanly without ../shared, Chromium or Playwright.
 """
 from __future__ import annotations
 
@@ -94,15 +94,18 @@ def test_live_page_analyses_the_webcam_and_records_a_session(server, tmp_path):
     print(f"screenshot: {shot_path}")
 
 
-def test_live_page_without_a_camera_explains_the_error(server):
+@pytest.mark.parametrize("browser_options, error, advice", [
+    ({"fake_device": False}, "NotFoundError", "no camera is connected"),       # no webcam at all
+    ({"allow_camera": False}, "NotAllowedError", "camera access was refused"),  # user clicked Block
+], ids=["absent", "refused"])
+def test_live_page_explains_a_missing_or_refused_camera(server, browser_options, error, advice):
     url, store = server
     before = len(store.list_sessions())
-    with chromium(fake_device=False) as browser:
+    with chromium(**browser_options) as browser:
         page = open_page(browser, url, "live")
         press_webrtc_button(page, "START")
         player = webrtc_frame(page)
-        wait_until(lambda: "NotFoundError" in player.locator("body").inner_text(), 60,
-                   "the player to report the missing camera")
-        assert page.get_by_text("no camera is connected").count() == 1  # the page says what to do
+        wait_until(lambda: error in player.locator("body").inner_text(), 60, f"the player to report {error}")
+        assert page.get_by_text(advice).count() == 1                     # the page says what to do
         assert player.get_by_role("button", name="START").count() == 1  # still usable, no crash
     assert len(store.list_sessions()) == before  # no camera, no session
