@@ -54,6 +54,9 @@ def _saved_upload(manager: JobManager, task: str, uploaded) -> str | None:
         except JobError as exc:
             st.error(str(exc))
             return None
+        except OSError as exc:
+            st.error(f"Could not store the upload on the server: {exc}")
+            return None
     return saved[key]
 
 
