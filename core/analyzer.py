@@ -2,9 +2,10 @@
 
 detect -> track -> preprocess -> one batched call per model -> smooth -> (draw).
 
-Detection is tracking-assisted: while faces are followed, the whole frame is scanned
-only every ``full_scan_every`` frames and each known face is searched for in a small
-window around its last position in between (a fraction of the cost of a full scan).
+Detection is tracking-assisted: while faces are followed, each known face is searched
+for in a small window around its last position (a fraction of the cost of a full scan),
+and the whole frame is scanned for newcomers every ``full_scan_every`` frames on a
+worker thread, so that the scan never adds to a frame's latency.
 All faces of a frame go through each network in one batch. A frame that fails to
 process is reported with ``error`` set and skipped; it never stops the stream.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping
 
@@ -57,7 +59,9 @@ class FrameResult:
     frame_index: int
     timestamp: float                      # seconds since the epoch (video files: session start + position)
     faces: list[FaceResult]
-    timings_ms: dict[str, float]          # per stage: detect, track, preprocess, emotion, age, gender, draw, total
+    timings_ms: dict[str, float]          # per stage: detect, track, preprocess, emotion, age, gender, draw,
+    #                                       total (this frame's path); scan: a background full scan that
+    #                                       finished since the last frame (ran in parallel, not in total)
     error: str | None = None              # set when the frame failed to process (frame skipped, not fatal)
     held: list[FaceResult] = field(default_factory=list)  # tracked faces missed this frame: drawn, not analysed
 
@@ -82,6 +86,25 @@ def limit_inference_threads(threads: int = 1) -> bool:
         log.info("TensorFlow already initialised; keeping its thread settings")
         return False
     return True
+
+
+_scan_pool: ThreadPoolExecutor | None = None
+_scan_pool_lock = threading.Lock()
+
+
+def _scan_executor() -> ThreadPoolExecutor:
+    """One worker thread for the background full-frame scans of all analyzers in the process."""
+    global _scan_pool
+    with _scan_pool_lock:
+        if _scan_pool is None:
+            _scan_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facesense-scan")
+        return _scan_pool
+
+
+def _timed_scan(detector: FaceDetector, frame: np.ndarray) -> tuple[list[Box], float]:
+    start = time.perf_counter()
+    boxes = list(detector.detect(frame))
+    return boxes, (time.perf_counter() - start) * 1000
 
 
 def _as_model_dict(models) -> Mapping:
@@ -111,6 +134,8 @@ class FrameAnalyzer:
         self._last: dict[int, FaceResult] = {}
         self._frame_index = 0
         self._since_full_scan = 0
+        self._scan: Future | None = None            # background full scan in flight
+        self._scan_detector: HaarFaceDetector | None = None  # its own cascade (not thread-safe to share)
         self.failed_frames = 0
 
     # -- control (any thread) -------------------------------------------------------
@@ -130,6 +155,7 @@ class FrameAnalyzer:
         if settings is not None:
             if self._own_detector and settings.detector != self.settings.detector:
                 self.detector = HaarFaceDetector(settings.detector)
+                self._scan_detector = None
             if settings.tracking != self.settings.tracking:
                 self.tracker.settings = settings.tracking
             self.smoother.set_window(settings.smoothing_window)
@@ -140,6 +166,7 @@ class FrameAnalyzer:
             self._last.clear()
             self._frame_index = 0
             self._since_full_scan = 0
+            self._scan = None  # a scan of the old session's frames is dropped
             self.failed_frames = 0
 
     def model_versions(self) -> dict[str, str]:
@@ -159,23 +186,36 @@ class FrameAnalyzer:
                 models[task].predict(np.zeros((1, *models[task].spec.input_shape), np.uint8))
 
     # -- the pipeline (video thread) ------------------------------------------------
-    def _detect(self, frame: np.ndarray) -> list[Box]:
+    def _detect(self, frame: np.ndarray, timings: dict[str, float]) -> list[Box]:
         tracks = self.tracker.tracks
-        every = max(1, self.settings.tracking.full_scan_every)
         near = getattr(self.detector, "detect_near", None)
-        full = near is None or not tracks or self._since_full_scan + 1 >= every
-        boxes: list[Box] = []
-        if full:
-            boxes = list(self.detector.detect(frame))
-            self._since_full_scan = 0
+        tracking = self.settings.tracking
+        every = max(1, tracking.full_scan_every)
+        if near is None or not tracks or every == 1:
+            self._since_full_scan = 0  # nothing to follow (or no near search): scan it all now
+            return merge_overlapping(self.detector.detect(frame))
+        self._since_full_scan += 1
+        due = self._since_full_scan >= every
+        found: list[Box] = []
+        if tracking.background_scan and self._own_detector:
+            if self._scan is not None and self._scan.done():
+                found, timings["scan"] = self._scan.result()  # an earlier frame's scan: new faces
+                self._scan = None
+            if due and self._scan is None:
+                if self._scan_detector is None:
+                    self._scan_detector = HaarFaceDetector(self.settings.detector)
+                self._scan = _scan_executor().submit(_timed_scan, self._scan_detector, frame.copy())
+                self._since_full_scan = 0
+            # Known faces first: their boxes are current, the scan's may be a few frames old.
+            boxes = [box for track in tracks for box in near(frame, track.search_box)] + found
         else:
-            self._since_full_scan += 1
-        if near is not None:
-            # Follow known faces the full scan (if any) did not find: searched at their own
-            # scale in full resolution, small faces are kept that a downscaled scan misses.
-            for track in tracks:
-                if not any(_overlaps(track.search_box, b) for b in boxes):
-                    boxes.extend(near(frame, track.search_box))
+            if due:
+                found = list(self.detector.detect(frame))
+                self._since_full_scan = 0
+            # Follow known faces the scan (if any) did not find: searched at their own scale in
+            # full resolution, small faces are kept that a downscaled scan misses.
+            boxes = found + [box for track in tracks if not any(_overlaps(track.search_box, f) for f in found)
+                             for box in near(frame, track.search_box)]
         return merge_overlapping(boxes)
 
     def _predict(self, frame: np.ndarray, visible: list[Track], timings: dict[str, float]) -> dict[str, np.ndarray]:
@@ -219,7 +259,7 @@ class FrameAnalyzer:
         start = time.perf_counter()
         try:
             _check_frame(frame_bgr)
-            boxes = self._detect(frame_bgr)
+            boxes = self._detect(frame_bgr, timings)
             timings["detect"] = (time.perf_counter() - start) * 1000
             t0 = time.perf_counter()
             update = self.tracker.update(boxes)

@@ -31,6 +31,8 @@ class TrackingSettings:
     box_smoothing: weight of the new box in the displayed box (1.0 = raw detector box).
     full_scan_every: while faces are tracked, scan the whole frame only every N frames and
         search near each tracked face in between (much cheaper); 1 = full scan every frame.
+    background_scan: run those periodic full scans on a worker thread (built-in detector
+        only), so they never add to a frame's latency; a newcomer then shows a few frames later.
     """
 
     iou_match: float = 0.3
@@ -39,6 +41,7 @@ class TrackingSettings:
     min_hits: int = 2
     box_smoothing: float = 0.6
     full_scan_every: int = 10
+    background_scan: bool = True
 
 
 def iou(a: Box, b: Box) -> float:

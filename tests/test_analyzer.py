@@ -92,12 +92,14 @@ def test_selected_models_and_smoothing(models, multi_frames):
     assert "age" not in result.timings_ms and models["age"].batch_sizes == []
 
     def emotion_track(window: int) -> np.ndarray:
+        """Emotion probabilities of the leftmost person (IDs of faces that appear together are
+        handed out in the detector's output order, which OpenCV's threads may vary)."""
         analyzer = FrameAnalyzer(models, AnalyzerSettings(smoothing_window=window))
         probs = []
         for frame in multi_frames:
-            faces = {f.face_id: f for f in analyzer.analyze(frame).faces}
-            if 1 in faces:
-                probs.append(faces[1].emotion_probs)
+            faces = analyzer.analyze(frame).faces
+            if len(faces) == 3:
+                probs.append(min(faces, key=lambda f: f.box[0]).emotion_probs)
         return np.asarray(probs)
 
     raw, smooth = emotion_track(0), emotion_track(8)
