@@ -130,6 +130,7 @@ class FrameAnalyzer:
         self.smoother = FaceSmoother(self.settings.smoothing_window)
         self._lock = threading.Lock()
         self._pending_settings: AnalyzerSettings | None = None
+        self._pending_models = None
         self._pending_reset = False
         self._last: dict[int, FaceResult] = {}
         self._frame_index = 0
@@ -143,6 +144,11 @@ class FrameAnalyzer:
         with self._lock:
             self._pending_settings = settings
 
+    def update_models(self, models) -> None:
+        """Swap the models (ActiveModels or dict) from any thread; used from the next frame."""
+        with self._lock:
+            self._pending_models = models
+
     def reset(self) -> None:
         """Forget all faces and restart IDs and frame numbers (a new session)."""
         with self._lock:
@@ -152,6 +158,9 @@ class FrameAnalyzer:
         with self._lock:
             settings, self._pending_settings = self._pending_settings, None
             do_reset, self._pending_reset = self._pending_reset, False
+            models, self._pending_models = self._pending_models, None
+        if models is not None:
+            self._models = models
         if settings is not None:
             if self._own_detector and settings.detector != self.settings.detector:
                 self.detector = HaarFaceDetector(settings.detector)

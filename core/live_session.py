@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -24,9 +24,17 @@ log = logging.getLogger(__name__)
 
 
 class LiveSession:
+    """``models``: :class:`core.models.ActiveModels` (the page's cached one) or a fixed dict.
+
+    The video thread only ever sees a plain dict of loaded models: loading new ones takes
+    seconds, and streamlit-webrtc ends a stream whose frame callback takes more than 10 s,
+    so a newly activated model is loaded on the page's thread (:meth:`refresh_models`)."""
+
     def __init__(self, models, settings: AnalyzerSettings | None = None,
                  store_factory: Callable[[], SessionStore] | None = None, source: str = "webcam") -> None:
-        self.analyzer = FrameAnalyzer(models, settings)
+        self._active = None if isinstance(models, Mapping) else models
+        self._models_version = self._active.registry.version() if self._active is not None else None
+        self.analyzer = FrameAnalyzer(models if self._active is None else self._active.get(), settings)
         self.analyzer.warm_up()  # on the page's thread, before the first frame arrives
         self.channel = LiveChannel()
         self.source = source
@@ -44,6 +52,23 @@ class LiveSession:
     def update_settings(self, settings: AnalyzerSettings) -> None:
         self._settings = settings
         self.analyzer.update_settings(settings)
+
+    def refresh_models(self) -> bool:
+        """Page thread: load the models activated since the last call, if any; True if swapped."""
+        if self._active is None:
+            return False
+        version = self._active.registry.version()
+        if version == self._models_version:
+            return False
+        self._active.reload()
+        self._models_version = version
+        self.analyzer.update_models(self._active.get())
+        log.info("live models swapped: %s", self.analyzer.model_versions())
+        return True
+
+    def stop_soon(self) -> None:
+        """:meth:`stop` on a short-lived thread: for callers that must not block (WebRTC's loop)."""
+        threading.Thread(target=self.stop, name="facesense-live-stop", daemon=True).start()
 
     def arm(self) -> None:
         """The stream is playing: the next frame opens a recorded session (if none is open)."""

@@ -98,6 +98,7 @@ def _live_session(settings: AnalyzerSettings) -> LiveSession:
         store = _store(app_paths().database_url)
         live = st.session_state[SESSION_KEY] = LiveSession(_models(), settings, store_factory=lambda: store)
     live.update_settings(settings)
+    live.refresh_models()  # a model activated on the Training page is loaded here, not on the video thread
     return live
 
 
@@ -140,6 +141,7 @@ def _faces_table(stats: LiveStats) -> pd.DataFrame:
 
 def _panel(live: LiveSession, playing: bool) -> None:
     """The live numbers, redrawn every second from the channel while streaming."""
+    live.refresh_models()
     stats = live.channel.snapshot()
     fps, latency = st.columns(2)
     faces, frames = st.columns(2)
@@ -188,7 +190,7 @@ with video_column:
         rtc_configuration={"iceServers": ice_servers},  # explicit: never a default public STUN server
         media_stream_constraints=CAMERA_CONSTRAINTS,
         video_frame_callback=_frame_callback(live),
-        on_video_ended=live.stop,
+        on_video_ended=live.stop_soon,  # called on the WebRTC event loop: never block it
         async_processing=True,  # analysis on its own thread, newest frame first: no backlog
         translations=MESSAGES,
         video_html_attrs={"autoPlay": True, "controls": False, "muted": True, "style": {"width": "100%"}},

@@ -212,3 +212,19 @@ def test_ice_servers_from_text():
         ice_servers_from_text("http://example.org")
     with pytest.raises(ValueError, match="line 2"):
         ice_servers_from_text("stun:a.org\nturn:b.org onlyuser")
+
+
+def test_live_session_loads_a_newly_activated_model_off_the_video_thread(tmp_path, multi_frames):
+    registry = ModelRegistry(tmp_path / "registry")
+    active = ActiveModels(registry=registry, check_every=1)  # would reload at the first get()
+    live = LiveSession(active, store_factory=SessionStore)
+    assert live.refresh_models() is False                     # nothing changed
+    shipped = registry.active("emotion")
+    entry = registry.register(shipped.model_path, shipped.card)
+    registry.activate("emotion", entry.id)
+    for frame in multi_frames[:3]:
+        live.process(frame)                                    # the video thread never reloads
+    assert live.analyzer.model_versions()["emotion"] == shipped.id
+    assert live.refresh_models() is True                       # the page thread loads it...
+    live.process(multi_frames[3])                              # ...and the next frame uses it
+    assert live.analyzer.model_versions()["emotion"] == entry.id
