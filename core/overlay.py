@@ -42,10 +42,15 @@ def face_label_lines(face: "FaceResult") -> list[str]:
     if face.age is not None:
         second.append(f"{face.age:.0f} y")
     if face.gender is not None:
-        female = face.gender >= 0.5
-        confidence = face.gender if female else 1 - face.gender
-        second.append(f"{'F' if female else 'M'} {100 * confidence:.0f}%")
+        second.append(gender_text(face.gender))
     return [first] + (["  ".join(second)] if second else [])
+
+
+def gender_text(p_female: float, short: bool = True) -> str:
+    """The likelier gender with its probability: ``F 82%`` (or ``female 82%``)."""
+    female = p_female >= 0.5
+    name = ("F" if female else "M") if short else ("female" if female else "male")
+    return f"{name} {100 * (p_female if female else 1 - p_female):.0f}%"
 
 
 def _draw_label(frame: np.ndarray, lines: list[str], x: int, y: int, bottom: int,

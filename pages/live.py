@@ -23,6 +23,7 @@ from core.detection import DetectorSettings
 from core.live_channel import LiveStats
 from core.live_session import LiveSession, ice_servers_from_text
 from core.models import ActiveModels
+from core.overlay import gender_text
 from core.store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -125,16 +126,12 @@ def _frame_callback(live: LiveSession):
 def _faces_table(stats: LiveStats) -> pd.DataFrame:
     rows = []
     for face in stats.faces:
-        gender = None
-        if face.gender is not None:
-            female = face.gender >= 0.5
-            gender = f"{'female' if female else 'male'} {100 * (face.gender if female else 1 - face.gender):.0f}%"
         rows.append({
             "Face": f"#{face.face_id}",
             "Emotion": face.emotion or "–",
             "Confidence": None if face.confidence is None else f"{100 * face.confidence:.0f}%",
             "Age": None if face.age is None else f"{face.age:.0f}",
-            "Gender": gender,
+            "Gender": None if face.gender is None else gender_text(face.gender, short=False),
         })
     return pd.DataFrame(rows)
 

@@ -228,3 +228,15 @@ def test_live_session_loads_a_newly_activated_model_off_the_video_thread(tmp_pat
     assert live.refresh_models() is True                       # the page thread loads it...
     live.process(multi_frames[3])                              # ...and the next frame uses it
     assert live.analyzer.model_versions()["emotion"] == entry.id
+
+
+def test_overlay_labels():
+    from core.analyzer import FaceResult
+    from core.overlay import face_label_lines
+
+    probs = np.full(len(EMOTIONS), 0.13 / 6, np.float32)
+    probs[EMOTIONS.index("happy")] = 0.87
+    face = FaceResult(2, (10, 10, 50, 50), probs, "happy", 31.4, 0.82)
+    assert face_label_lines(face) == ["#2 happy 87%", "31 y  F 82%"]
+    assert face_label_lines(FaceResult(3, (0, 0, 40, 40), None, None, None, 0.3)) == ["#3", "M 70%"]
+    assert face_label_lines(FaceResult(4, (0, 0, 40, 40), None, None, None, None)) == ["#4"]
