@@ -202,6 +202,7 @@ class FrameAnalyzer:
         every = max(1, tracking.full_scan_every)
         if near is None or not tracks or every == 1:
             self._since_full_scan = 0  # nothing to follow (or no near search): scan it all now
+            self._scan = None  # a background scan still running is older than this one
             return merge_overlapping(self.detector.detect(frame))
         self._since_full_scan += 1
         due = self._since_full_scan >= every
