@@ -32,8 +32,8 @@ class FaceStatus:
 class LiveStats:
     frames: int = 0                 # frames analysed since the last reset
     failed: int = 0                 # frames skipped because they failed to process
-    fps: float = 0.0                # analysed frames per second over the last window
-    latency_ms: float = 0.0         # median processing time per frame over the window
+    fps: float = 0.0                # analysed frames per second over the recent frames
+    latency_ms: float = 0.0         # median processing time per frame over the recent frames
     latency_p95_ms: float = 0.0
     faces: tuple[FaceStatus, ...] = ()
     last_error: str | None = None
@@ -46,10 +46,13 @@ class LiveStats:
 
 
 class LiveChannel:
-    """Aggregates published frame results into :class:`LiveStats` over a sliding window."""
+    """Aggregates published frame results into :class:`LiveStats` over the recent frames:
+    the last ``window_frames`` of at most ``window_s`` seconds (a slow stream still shows
+    its true, low rate instead of 0)."""
 
-    def __init__(self, window_s: float = 2.0) -> None:
+    def __init__(self, window_s: float = 10.0, window_frames: int = 60) -> None:
         self.window_s = window_s
+        self.window_frames = window_frames
         self._lock = threading.Lock()
         self.reset()
 
@@ -77,7 +80,8 @@ class LiveChannel:
         with self._lock:
             self._times.append(now)
             self._latencies.append(float(result.timings_ms.get("total", 0.0)))
-            while self._times and now - self._times[0] > self.window_s:
+            while self._times and (now - self._times[0] > self.window_s
+                                   or len(self._times) > self.window_frames):
                 self._times.popleft()
                 self._latencies.popleft()
             if result.error is None:

@@ -121,11 +121,17 @@ def wait_until(check: Callable[[], T], timeout_s: float, what: str, interval_s: 
 
 
 def open_page(browser, url: str, path: str = "", viewport=(1280, 900), timeout_s: float = 180.0):
-    """Open an app page and wait until its title is drawn (the first run may load the models)."""
+    """Open the app's home, then the page at ``path``, and wait until its title is drawn.
+
+    Home first, as a user does: a deep link as a fresh server's very first request runs the
+    page outside the app shell (Streamlit's legacy ``pages/`` mode, docs/foundation.md)."""
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     page.set_default_timeout(timeout_s * 1000)
-    page.goto(f"{url}/{path}")
+    page.goto(url)
     page.wait_for_selector("h1", timeout=timeout_s * 1000)
+    if path:
+        page.goto(f"{url}/{path}")
+        page.wait_for_selector("h1", timeout=timeout_s * 1000)
     return page
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import core  # noqa: F401
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -240,3 +241,19 @@ def test_overlay_labels():
     assert face_label_lines(face) == ["#2 happy 87%", "31 y  F 82%"]
     assert face_label_lines(FaceResult(3, (0, 0, 40, 40), None, None, None, 0.3)) == ["#3", "M 70%"]
     assert face_label_lines(FaceResult(4, (0, 0, 40, 40), None, None, None, None)) == ["#4"]
+
+
+def test_live_channel_rates_over_recent_frames():
+    from core.analyzer import FrameResult
+    from core.live_channel import LiveChannel
+
+    channel = LiveChannel(window_s=10.0, window_frames=5)
+    assert channel.snapshot().fps == 0.0 and channel.snapshot().updated_at is None
+    for i in range(8):
+        channel.publish(FrameResult(i, 0.0, [], {"total": float(i)}))
+        time.sleep(0.05)
+    channel.publish(FrameResult(8, 0.0, [], {"total": 1.0}, error="ValueError: bad frame"))
+    stats = channel.snapshot()
+    assert 8 < stats.fps < 25                      # about 20 frames/s, from the last 5 frames only
+    assert stats.latency_ms == pytest.approx(5.0)  # median of 4, 5, 6, 7, 1
+    assert stats.frames == 8 and stats.failed == 1 and stats.last_error == "ValueError: bad frame"
