@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -33,17 +34,28 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True)
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--details", help="write the full evaluation (per class, per group, predictions) here")
+    ev.add_argument("--write-card", action="store_true",
+                    help="record these metrics (and per-group figures) in the model's card")
     ins = sub.add_parser("inspect", help="validate a data set and print its counts")
     ins.add_argument("--task", required=True, choices=TASKS)
     ins.add_argument("--data", required=True)
     return parser
 
 
-def _card_for(model_path: Path) -> dict:
+def _card_path(model_path: Path) -> Path:
     for candidate in (model_path.with_suffix(".json"), model_path.parent / "card.json"):
         if candidate.is_file():
-            return json.loads(candidate.read_text())
+            return candidate
     raise SystemExit(f"error: no model card found beside {model_path} (expected {model_path.stem}.json or card.json)")
+
+
+def _card_for(model_path: Path) -> dict:
+    return json.loads(_card_path(model_path).read_text())
+
+
+def argv_from_cli() -> bool:
+    """True when running as ``python -m training`` (so sys.argv is the command to record)."""
+    return Path(sys.argv[0]).name in ("__main__.py", "training")
 
 
 def _run_fit(args) -> int:
@@ -74,6 +86,13 @@ def _run_evaluate(args) -> int:
     details = evaluate(model, data)
     if args.details:
         write_json_atomic(Path(args.details), details)
+    if args.write_card:
+        card_path = _card_path(path)
+        card = json.loads(card_path.read_text())
+        card["metrics"] = summary_line(details)
+        card["metrics_by_group"] = details.get("by_group", {})
+        card["evaluated_with"] = "python -m training " + shlex.join(sys.argv[1:] if argv_from_cli() else [])
+        write_json_atomic(card_path, card)
     print(json.dumps(summary_line(details)))
     return 0
 

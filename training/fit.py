@@ -162,7 +162,8 @@ def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details:
         "options": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
                     "augment": cfg.augment, "seed": cfg.seed},
         "epochs": cfg.epochs, "best_epoch": best_epoch, "params": int(model.count_params()),
-        "metrics": summary_line(details), "command": cfg.command(),
+        "metrics": summary_line(details), "metrics_by_group": details.get("by_group", {}),
+        "command": cfg.command(),
         "keras_version": keras.__version__, "backend": keras.backend.backend(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
