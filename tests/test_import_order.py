@@ -5,12 +5,13 @@ soon as the WebRTC stack is imported; in a Streamlit server that kills every ses
 Every entry point therefore imports ``core`` first, which loads pylibsrtp early.
 
 Each check runs in a FRESH interpreter, because the hazard depends on what a process
-has loaded so far: the entry point is executed first, then TensorFlow is imported (as
-any later page or model load would) and only then aiortc + streamlit_webrtc, ending
-with a real ``RTCPeerConnection``. A clean exit with the sentinel printed means the
-entry point leaves the process safe for any later import order; a segfault shows up
-as return code -11. Entry points are discovered by globbing, so new pages and modules
-are covered without touching this file.
+has loaded so far: the entry point (app, page, training CLI) is executed first, then
+TensorFlow is imported (as any later page or model load would) and only then aiortc +
+streamlit_webrtc, ending with a real ``RTCPeerConnection``. A clean exit with the
+sentinel printed means the entry point leaves the process safe for any later import
+order; a segfault shows up as return code -11. Each ``core``/``training`` module is
+also imported alone first, then the WebRTC stack. Pages and modules are discovered by
+globbing, so new ones are covered without touching this file.
 """
 from __future__ import annotations
 
@@ -28,14 +29,28 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SENTINEL = "IMPORT_ORDER_OK"
 CHILD_TIMEOUT_S = 240
 
-# Runs in the child: execute the entry point first, then TensorFlow, then the WebRTC stack.
+# Runs in the child: the entry point or module first, then (entry points only) TensorFlow,
+# then the WebRTC stack. A module only has to survive being imported first: whether it
+# loads TensorFlow itself is what is under test, and that crashes at the aiortc import.
 PROBE = textwrap.dedent(
     f"""
     import asyncio, runpy, sys
     kind, target = sys.argv[1], sys.argv[2]
     if kind == "script":
+        import streamlit as st  # a server has Streamlit loaded before it runs any page
+
+        class ScriptStopped(Exception):
+            pass
+
+        def stop():  # bare mode ignores st.stop(); a server ends the script run there
+            raise ScriptStopped
+
+        st.stop = stop
         sys.argv = [target]
-        runpy.run_path(target, run_name="__main__")
+        try:
+            runpy.run_path(target, run_name="__main__")
+        except ScriptStopped:
+            pass
     elif kind == "module":
         __import__(target)
     elif kind == "cli":
@@ -47,7 +62,8 @@ PROBE = textwrap.dedent(
                 raise
     elif kind != "bare":
         raise SystemExit(f"unknown kind {{kind}}")
-    import tensorflow  # what a later page or model load does
+    if kind != "module":  # an entry point must leave the process safe for what runs later
+        import tensorflow  # noqa: F401  (what a later page or model load does)
     import aiortc
     import streamlit_webrtc  # noqa: F401
     peer = aiortc.RTCPeerConnection()
