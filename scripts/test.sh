@@ -10,4 +10,5 @@ ensure_requirements requirements-dev.txt
 apt_install chromium chromium-driver postgresql \
     || say "warning: continuing without them; browser/PostgreSQL tests will skip"
 cd "$REPO_ROOT"
-exec "$VENV_PY" -m pytest "$@"  # exit status is pytest's (5 = no tests collected = failure)
+# --durations: the slowest tests in every log, to keep the suite within CI's budget.
+exec "$VENV_PY" -m pytest --durations=15 "$@"  # exit status is pytest's (5 = no tests = failure)
