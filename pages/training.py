@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.config import TASKS
 from core.registry import ModelRegistry
-from pages import _training_views as views
+from pages.components import training_views as views
 from training.archives import DataError
 from training import reports
 from training.builders import ARCHITECTURES, recipe
