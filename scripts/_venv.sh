@@ -7,7 +7,11 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO_ROOT/.venv"
 VENV_PY="$VENV/bin/python"
 
-say() { printf '\033[1m[facesense]\033[0m %s\n' "$*" >&2; }
+say() {  # bold tag on a terminal, plain text in CI logs
+    if [ -t 2 ]; then printf '\033[1m[facesense]\033[0m %s\n' "$*" >&2
+    else printf '[facesense] %s\n' "$*" >&2
+    fi
+}
 die() { say "ERROR: $*"; exit 1; }
 
 # Run as root, or through sudo when it needs no password; fail otherwise.
@@ -18,9 +22,8 @@ as_root() {
     fi
 }
 
-# Debian/Ubuntu packages that are not installed yet (none printed when apt is absent).
+# Debian/Ubuntu packages that are not installed yet.
 missing_debian_packages() {
-    command -v dpkg-query >/dev/null 2>&1 || return 0
     local pkg
     for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
@@ -30,6 +33,9 @@ missing_debian_packages() {
 # apt-get install what is missing; returns non-zero (and says why) when it cannot.
 apt_install() {
     local missing
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        say "not a Debian/Ubuntu system: install these yourself if you need them: $*"; return 1
+    fi
     missing="$(missing_debian_packages "$@" | tr '\n' ' ')"
     [ -z "${missing// /}" ] && return 0
     if ! command -v apt-get >/dev/null 2>&1; then
