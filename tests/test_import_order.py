@@ -5,13 +5,13 @@ soon as the WebRTC stack is imported; in a Streamlit server that kills every ses
 Every entry point therefore imports ``core`` first, which loads pylibsrtp early.
 
 Each check runs in a FRESH interpreter, because the hazard depends on what a process
-has loaded so far: the entry point (app, page, training CLI) is executed first, then
-TensorFlow is imported (as any later page or model load would) and only then aiortc +
-streamlit_webrtc, ending with a real ``RTCPeerConnection``. A clean exit with the
-sentinel printed means the entry point leaves the process safe for any later import
+has loaded so far: the entry point (app, page, training CLI, benchmark or script) runs
+first, then TensorFlow is imported (as any later page or model load would) and only then
+aiortc + streamlit_webrtc, ending with a real ``RTCPeerConnection``. A clean exit with
+the sentinel printed means the entry point leaves the process safe for any later import
 order; a segfault shows up as return code -11. Each ``core``/``training`` module is
-also imported alone first, then the WebRTC stack. Pages and modules are discovered by
-globbing, so new ones are covered without touching this file.
+also imported alone first, then the WebRTC stack. Everything is discovered by globbing,
+so new pages, modules, benchmarks and scripts are covered without touching this file.
 """
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ PROBE = textwrap.dedent(
             pass
     elif kind == "module":
         __import__(target)
+    elif kind == "tool":  # a benchmark or script: its imports, not its main()
+        runpy.run_path(target, run_name="__facesense_probe__")
     elif kind == "cli":
         sys.argv = [target, "--help"]
         try:
@@ -105,6 +107,8 @@ PAGE_DIRS = ("pages", "views")  # views/ in case pages/ is renamed (Streamlit's 
 SCRIPTS = ["app.py"] + [f"{d}/{p.name}" for d in PAGE_DIRS for p in _py_files(d)]
 MODULES = [_module_name(p) for folder in ("core", "training") for p in _py_files(folder)
            if p.stem != "__main__"]
+TOOLS = [f"{folder}/{p.name}" for folder in ("benchmarks", "scripts") for p in _py_files(folder)
+         if p.stem != "__init__"]
 
 
 PARALLEL = max(2, os.cpu_count() or 1)  # probes mostly wait on imports: run a few at once
@@ -119,6 +123,7 @@ def probes(request) -> dict[tuple[str, str], subprocess.CompletedProcess]:
         if item.path == Path(__file__).resolve():
             wanted += [("script", params["script"])] if "script" in params else []
             wanted += [("module", params["module"])] if "module" in params else []
+            wanted += [("tool", params["tool"])] if "tool" in params else []
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         return dict(zip(wanted, pool.map(lambda probe: _probe(*probe), wanted)))
 
@@ -135,6 +140,13 @@ def test_script_first_then_webrtc_does_not_crash(probes, script: str) -> None:
 def test_module_imported_first_then_webrtc_does_not_crash(probes, module: str) -> None:
     """Any core/training module imported alone first leaves the process safe."""
     _assert_safe(probes[("module", module)])
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("tool", TOOLS)
+def test_benchmark_or_script_first_then_webrtc_does_not_crash(probes, tool: str) -> None:
+    """Benchmarks and scripts are entry points too: their imports leave the process safe."""
+    _assert_safe(probes[("tool", tool)])
 
 
 def _require_training_cli() -> None:
