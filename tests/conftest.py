@@ -1,6 +1,8 @@
 """Shared fixtures: the ../shared data folder (skip when absent) and an isolated app home."""
 from __future__ import annotations
 
+import core  # noqa: F401  (first: pylibsrtp before TensorFlow, see core/_import_guard.py)
+
 import os
 from pathlib import Path
 
