@@ -50,7 +50,7 @@ def input_spec(task: str, arch: str) -> FaceSpec:
 def recipe(task: str, arch: str) -> Recipe:
     if arch == "seed":
         return Recipe(epochs=100 if task == "gender" else 50, batch_size=32, learning_rate=1e-4, optimizer="adam")
-    return Recipe(epochs={"emotion": 35, "age": 30, "gender": 12}[task], batch_size=64,
+    return Recipe(epochs={"emotion": 35, "age": 30, "gender": 24}[task], batch_size=64,
                   learning_rate=2e-3, optimizer="adamw-cosine")
 
 
