@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -120,11 +120,20 @@ def iter_frames(info: VideoInfo) -> Iterator[tuple[float, np.ndarray]]:
         raise VideoError(f"{info.path.name} is damaged: decoding stopped with {exc}") from exc
 
 
+def offline_settings(settings):
+    """The analyzer settings for a file: periodic full scans in line, not on a background thread.
+
+    Live video must never wait for a scan; a file may, and gets tracking that depends only
+    on its frames (same IDs on every run and machine), not on how busy the CPU was.
+    """
+    return replace(settings, tracking=replace(settings.tracking, background_scan=False))
+
+
 def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None, *, name: str | None = None,
                   source_label: str | None = None, extra_settings: dict | None = None,
                   progress: Progress | None = None, cancel: threading.Event | None = None) -> VideoAnalysis:
-    """Run every frame of ``path`` through ``analyzer`` (a :class:`core.analyzer.FrameAnalyzer`)
-    into a new "video" session and return what happened.
+    """Run every frame of ``path`` through ``analyzer`` (a :class:`core.analyzer.FrameAnalyzer`,
+    switched to :func:`offline_settings`) into a new "video" session and return what happened.
 
     ``progress(fraction)`` is called about every 1% of the file; setting ``cancel``
     stops at the next frame and deletes the session. ``source_label`` replaces the
@@ -132,11 +141,12 @@ def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None,
     """
     info = probe(path)
     store = store or SessionStore()
+    analyzer.update_settings(offline_settings(analyzer.settings))
     started_at = datetime.now(timezone.utc)
     origin = started_at.timestamp()
     shown = Path(source_label or info.path)  # an upload is named after the user's file, not its temp copy
     video = {**info.as_dict(), "file": shown.name}
-    settings = {"analyzer": analyzer.settings.to_dict(), "video": video, **(extra_settings or {})}
+    settings = {"analyzer": offline_settings(analyzer.settings).to_dict(), "video": video, **(extra_settings or {})}
     name = name or shown.stem
     session_id = store.start_session(name, "video", settings, analyzer.model_versions(),
                                      started_at=started_at, source_path=source_label or str(info.path))

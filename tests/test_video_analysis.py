@@ -67,6 +67,7 @@ def test_session_is_complete_and_charts_like_live(analysed, clip):
     assert info["frame_count"] == run.frames == probe(clip).frames
     assert info["duration_s"] == pytest.approx(probe(clip).duration_s, abs=0.1)
     assert info["settings"]["video"]["fps"] == pytest.approx(30.0)
+    assert info["settings"]["analyzer"]["tracking"]["background_scan"] is False  # files: in-line scans
     assert set(info["model_versions"]) == {"emotion", "age", "gender"}
     rows = store.results(run.session_id)
     elapsed = rows["timestamp"] - info["started_at"].timestamp()
