@@ -4,11 +4,16 @@ from __future__ import annotations
 import core  # noqa: F401  (first: pylibsrtp before TensorFlow, see core/_import_guard.py)
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Module- and session-scoped fixtures run before the per-test home below: give the whole
+# test session a throwaway home too, so no test ever reads or writes the user's ~/.facesense.
+os.environ["FACESENSE_HOME"] = tempfile.mkdtemp(prefix="facesense-tests-")
+os.environ.pop("FACESENSE_DB_URL", None)
 SHARED_DIR = Path(os.environ.get("FACESENSE_SHARED", REPO_ROOT.parent / "shared"))
 
 
