@@ -38,25 +38,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def video_to_y4m(video: Path, out: Path, max_seconds: float = 10.0) -> Path:
+def video_to_y4m(video: Path, out: Path, max_seconds: float = 10.0, fps: float | None = None) -> Path:
     """Chromium's fake camera reads only Y4M/MJPEG: re-encode the clip as raw YUV 4:2:0.
 
     Raw video is big (640x480 at 30 fps: about 14 MB a second), so only the first
-    ``max_seconds`` are kept; Chromium loops the file."""
+    ``max_seconds`` are kept (Chromium loops the file); ``fps`` drops frames to that rate
+    (fewer frames spare the browser's and aiortc's codecs on 2 cores), ``None`` keeps the clip's."""
     import av
 
+    written = 0
     with av.open(str(video)) as src, av.open(str(out), "w", format="yuv4mpegpipe") as dst:
         in_stream = src.streams.video[0]
-        rate = in_stream.average_rate or 25
-        stream = dst.add_stream("rawvideo", rate=rate)
+        rate = fps or float(in_stream.average_rate or 25)
+        stream = dst.add_stream("rawvideo", rate=round(rate))
         stream.width, stream.height, stream.pix_fmt = in_stream.width, in_stream.height, "yuv420p"
-        for index, frame in enumerate(src.decode(in_stream)):
-            if index >= max_seconds * float(rate):
+        next_time = 0.0
+        for frame in src.decode(in_stream):
+            t = frame.time if frame.time is not None else written / rate
+            if t >= max_seconds:
                 break
+            if t + 1e-6 < next_time:
+                continue
             for packet in stream.encode(frame.reformat(format="yuv420p")):
                 dst.mux(packet)
+            next_time += 1.0 / rate
+            written += 1
         for packet in stream.encode():
             dst.mux(packet)
+    if written == 0:
+        raise ValueError(f"no frames decoded from {video}")
     return out
 
 

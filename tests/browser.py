@@ -22,7 +22,7 @@ from typing import Callable, Iterator, TypeVar
 import numpy as np
 import pytest
 
-from scripts.screenshot import streamlit_server
+from scripts.screenshot import streamlit_server, video_to_y4m
 
 T = TypeVar("T")
 
@@ -51,31 +51,8 @@ def require_browser() -> str:
 def fake_camera(video: Path, out_dir: Path, seconds: float = 4.0, fps: float = 10.0) -> Path:
     """Y4M of the first ``seconds`` of ``video`` at ``fps`` for Chromium's fake camera (it loops the file).
 
-    Chromium reads only Y4M/MJPEG for a fake camera. Frame size is kept (a real webcam's
-    640x480); fewer frames per second spare the browser's and aiortc's video codecs on a
-    2-core machine. 640x480 at 10 fps for 4 s is about 18 MB, written under ``out_dir``."""
-    import av
-
-    out = Path(out_dir) / "camera.y4m"
-    with av.open(str(video)) as src, av.open(str(out), "w", format="yuv4mpegpipe") as dst:
-        stream = dst.add_stream("rawvideo", rate=int(fps))
-        source = src.streams.video[0]
-        stream.width, stream.height, stream.pix_fmt = source.width, source.height, "yuv420p"
-        next_time, written = 0.0, 0
-        for frame in src.decode(source):
-            if frame.time is None or frame.time + 1e-6 < next_time:
-                continue
-            if frame.time >= seconds:
-                break
-            for packet in stream.encode(frame.reformat(format="yuv420p")):
-                dst.mux(packet)
-            next_time += 1.0 / fps
-            written += 1
-        for packet in stream.encode():
-            dst.mux(packet)
-    if written == 0:
-        raise ValueError(f"no frames decoded from {video}")
-    return out
+    Frame size is kept (a real webcam's 640x480); 640x480 at 10 fps for 4 s is about 18 MB."""
+    return video_to_y4m(Path(video), Path(out_dir) / "camera.y4m", max_seconds=seconds, fps=fps)
 
 
 @contextmanager

@@ -83,4 +83,5 @@ def test_shipped_models_score_on_fixed_samples(tmp_path, task):
     assert len(data) == SAMPLE
     metric, floor = FLOORS[task]
     value = evaluate(model, data)["metrics"][metric]
+    print(f"{task} on {SAMPLE} fixed test faces: {metric} {value:.3f} (floor {floor})")
     assert (value <= floor) if metric == "mae" else (value >= floor), f"{task} {metric}={value:.3f}"

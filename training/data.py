@@ -254,8 +254,7 @@ def _load_all(kind: str, path: Path, spec: FaceSpec) -> dict:
             data["meta"] = pd.read_json(io.StringIO(str(data["meta"])))
         return data
     if kind == "fer":
-        is_csv = path.is_file() and archive_kind_or_csv(path) == "csv"
-        raw = _load_fer_csv(path, spec) if is_csv else _load_fer_images(path, spec)
+        raw = _load_fer_csv(path, spec) if archive_kind_or_csv(path) == "csv" else _load_fer_images(path, spec)
     else:
         raw = _load_utk(path, spec)
     if not raw["x"]:

@@ -11,7 +11,7 @@ import logging
 import os
 import shlex
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -70,7 +70,6 @@ class FitResult:
     card: dict
     evaluation: dict
     model_path: Path | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class ProgressFile(keras.callbacks.Callback):
