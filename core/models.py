@@ -29,6 +29,8 @@ def load_keras_model(path: Path):
     """Load a ``.keras`` file for inference; a clear error names the file when it is bad."""
     import keras
 
+    from core import layers  # noqa: F401  (registers the custom layers saved models may contain)
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")

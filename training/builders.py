@@ -115,3 +115,28 @@ def build_model(task: str, arch: str = "default", spec: FaceSpec | None = None,
         width = TASK_WIDTH[task] // (2 if arch == "compact" else 1)
         x = _vgg_body(x, width, dropout=0.5 if task == "emotion" else 0.3)
     return keras.Model(inputs, _head(task, x, age_bias), name=f"{task}_{arch}")
+
+
+def build_ensemble(members: list[keras.Model], flip: bool = True, name: str = "ensemble") -> keras.Model:
+    """One network that averages ``members`` (same task and input), each on the face and,
+    with ``flip``, on its mirror image.
+
+    Averaging trained snapshots and mirrored views is the cheapest accuracy a CPU
+    can buy after training; packing it into one Keras model keeps training-time
+    evaluation and live inference the same computation.
+    """
+    from core.layers import HorizontalFlip
+
+    if not members:
+        raise ValueError("an ensemble needs at least one member model")
+    shapes = {tuple(m.input_shape[1:]) for m in members}
+    if len(shapes) != 1:
+        raise ValueError(f"ensemble members take different inputs: {sorted(shapes)}")
+    inputs = keras.Input(shapes.pop(), dtype="uint8", name="face")
+    views = [inputs, HorizontalFlip(name="mirror")(inputs)] if flip else [inputs]
+    outputs = []
+    for i, member in enumerate(members):
+        member.name = f"member_{i}"  # unique layer names inside the combined model
+        outputs += [member(view) for view in views]
+    output = outputs[0] if len(outputs) == 1 else layers.Average(name="average")(outputs)
+    return keras.Model(inputs, output, name=name)

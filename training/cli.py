@@ -28,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", default="runs/latest", help="output folder (model.keras, card.json, evaluation.json)")
     fit.add_argument("--progress", help="append JSON-line progress events to this file")
+    fit.add_argument("--init", help="start from this trained model's weights (same task and architecture)")
+    ens = sub.add_parser("ensemble", help="combine trained models of one task (and their mirror views) into one")
+    ens.add_argument("--task", required=True, choices=TASKS)
+    ens.add_argument("--models", required=True, nargs="+", help="member model.keras files (cards beside them)")
+    ens.add_argument("--data", required=True, help="the data set to evaluate the combined model on")
+    ens.add_argument("--no-flip", action="store_true", help="do not average over mirrored faces")
+    ens.add_argument("--out", default="runs/ensemble")
     ev = sub.add_parser("evaluate", help="print one JSON line of metrics on a split")
     ev.add_argument("--task", required=True, choices=TASKS)
     ev.add_argument("--model", required=True, help="model.keras file (its card.json or <name>.json beside it)")
@@ -63,8 +70,18 @@ def _run_fit(args) -> int:
 
     cfg = FitConfig(task=args.task, data=args.data, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.lr, augment=not args.no_augment, fraction=args.fraction, seed=args.seed,
-                    out=args.out, progress=args.progress)
+                    out=args.out, progress=args.progress, init=args.init)
     result = fit(cfg)
+    print(json.dumps(result.card["metrics"]))
+    print(f"saved {result.model_path}", file=sys.stderr)
+    return 0
+
+
+def _run_ensemble(args) -> int:
+    from training.ensemble import EnsembleConfig, combine
+
+    result = combine(EnsembleConfig(task=args.task, models=args.models, data=args.data, flip=not args.no_flip,
+                                    out=args.out))
     print(json.dumps(result.card["metrics"]))
     print(f"saved {result.model_path}", file=sys.stderr)
     return 0
@@ -111,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from training.archives import DataError
 
+    commands = {"fit": _run_fit, "ensemble": _run_ensemble, "evaluate": _run_evaluate, "inspect": _run_inspect}
     try:
-        return {"fit": _run_fit, "evaluate": _run_evaluate, "inspect": _run_inspect}[args.command](args)
-    except DataError as exc:
+        return commands[args.command](args)
+    except (DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ class FitConfig:
     seed: int = 0
     out: str | None = None
     progress: str | None = None
+    init: str | None = None  # start from this model's weights (a warm restart) instead of random ones
 
     def resolved(self) -> "FitConfig":
         base = recipe(self.task, self.arch)
@@ -58,6 +59,8 @@ class FitConfig:
                 "--fraction", str(self.fraction), "--seed", str(self.seed)]
         if not self.augment:
             args.append("--no-augment")
+        if self.init:
+            args += ["--init", self.init]
         if self.out:
             args += ["--out", self.out]
         return shlex.join(args)
@@ -168,6 +171,26 @@ def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details:
     }
 
 
+def _warm_start(model: keras.Model, path: str) -> dict:
+    """Copy the weights of a trained model of the same design into ``model``; return its card.
+
+    A warm restart (a fresh learning-rate cycle from trained weights) is how a model
+    gets more epochs without repeating the ones it already had.
+    """
+    from core.models import load_keras_model
+
+    source = Path(path)
+    trained = load_keras_model(source)
+    try:
+        model.set_weights(trained.get_weights())
+    except ValueError as exc:
+        raise ValueError(f"{source} does not match the {model.name} design: {exc}") from exc
+    for card_path in (source.with_suffix(".json"), source.parent / "card.json"):
+        if card_path.is_file():
+            return json.loads(card_path.read_text())
+    return {}
+
+
 def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
     """Train ``cfg.task`` on ``cfg.data``; evaluate on the reporting split; save to ``cfg.out``."""
     cfg = cfg.resolved()
@@ -178,6 +201,7 @@ def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
     log.info("%s: %d training and %d validation faces", cfg.task, len(train), len(val))
     age_bias = float(np.mean(train.y)) if cfg.task == "age" else 33.0
     model = build_model(cfg.task, cfg.arch, spec, age_bias=age_bias)
+    init_card = _warm_start(model, cfg.init) if cfg.init else None
     shift = 0.08 if cfg.task == "emotion" else 0.05
     batches = FaceBatches(train.x, _targets(cfg.task, train.y), cfg.batch_size, cfg.augment, cfg.seed,
                           shift=shift, workers=2, use_multiprocessing=False)
@@ -192,6 +216,9 @@ def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
     card_stub = {"task": cfg.task, "preprocess": spec.to_dict(), "class_names": train.class_names}
     details = evaluate(TaskModel(cfg.task, model, card_stub), test)
     card = _card(cfg, model, spec, train, details, keep.best_epoch)
+    if init_card is not None:
+        card["init"] = {"model": cfg.init, "command": init_card.get("command"),
+                        "epochs": init_card.get("epochs"), "init": init_card.get("init")}
     result = FitResult(model, history.history, card, details)
     if cfg.out:
         result.model_path = save(model, card, details, Path(cfg.out))

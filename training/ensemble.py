@@ -1,0 +1,98 @@
+"""Combining trained models into one shipped model: snapshot ensembles and mirror averaging.
+
+``combine`` loads member models of one task, packs them with
+:func:`training.builders.build_ensemble`, evaluates the result on the reporting
+split through the same ``TaskModel`` path the app uses, and saves it with a card
+that lists every command needed to reproduce its members.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+
+from core.models import TaskModel, load_keras_model
+from core.preprocess import FaceSpec
+from training.builders import build_ensemble
+from training.data import load_dataset
+from training.evaluate import evaluate, summary_line
+from training.fit import FitResult, save
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EnsembleConfig:
+    task: str
+    models: list[str]
+    data: str
+    flip: bool = True
+    out: str | None = None
+
+    def command(self) -> str:
+        args = ["python", "-m", "training", "ensemble", "--task", self.task, "--data", self.data,
+                "--models", *self.models]
+        if not self.flip:
+            args.append("--no-flip")
+        if self.out:
+            args += ["--out", self.out]
+        return shlex.join(args)
+
+
+def member_card(path: str | Path) -> dict:
+    path = Path(path)
+    for candidate in (path.with_suffix(".json"), path.parent / "card.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    raise FileNotFoundError(f"no model card beside {path} (expected {path.stem}.json or card.json)")
+
+
+def training_runs(card: dict) -> list[dict]:
+    """The fit runs behind a card, oldest first (a warm-started run lists its starting model's runs first)."""
+    runs, init = [], card.get("init")
+    while init:
+        runs.insert(0, {"command": init.get("command"), "epochs": init.get("epochs")})
+        init = init.get("init")
+    return [*runs, {"command": card.get("command"), "epochs": card.get("epochs")}]
+
+
+def combine(cfg: EnsembleConfig) -> FitResult:
+    """Build, evaluate on the reporting split and (with ``cfg.out``) save the combined model."""
+    cards = [member_card(p) for p in cfg.models]
+    for path, card in zip(cfg.models, cards):
+        if card.get("task") != cfg.task:
+            raise ValueError(f"{path} is a {card.get('task')} model, not {cfg.task}")
+    if len({json.dumps(c["preprocess"], sort_keys=True) for c in cards}) != 1:
+        raise ValueError("ensemble members were trained on differently preprocessed faces")
+    model = build_ensemble([load_keras_model(Path(p)) for p in cfg.models], cfg.flip, name=f"{cfg.task}_ensemble")
+    first = cards[0]
+    spec = FaceSpec.from_dict(first["preprocess"])
+    test = load_dataset(cfg.task, cfg.data, "test", spec=spec)
+    details = evaluate(TaskModel(cfg.task, model, {"task": cfg.task, "preprocess": first["preprocess"],
+                                                     "class_names": first["class_names"]}), test)
+    runs: list[dict] = []
+    for card in cards:
+        runs += [r for r in training_runs(card) if r not in runs]
+    card = {
+        "task": cfg.task, "architecture": first["architecture"],
+        "ensemble": {"members": [{"model": p, "command": c.get("command"), "params": c.get("params")}
+                                 for p, c in zip(cfg.models, cards)],
+                     "mirror_average": cfg.flip},
+        "input_shape": first["input_shape"], "preprocess": first["preprocess"], "class_names": first["class_names"],
+        "output": first["output"], "dataset": first["dataset"],
+        "epochs": sum(int(r["epochs"] or 0) for r in runs), "training_runs": runs,
+        "params": int(model.count_params()),
+        "metrics": summary_line(details), "metrics_by_group": details.get("by_group", {}),
+        "command": cfg.command(),
+        "keras_version": keras.__version__, "backend": keras.backend.backend(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    result = FitResult(model, {}, card, details)
+    if cfg.out:
+        result.model_path = save(model, card, details, Path(cfg.out))
+    return result
