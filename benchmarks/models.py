@@ -1,4 +1,4 @@
-"""Per-model CPU inference latency: ``python -m benchmarks.models [--calls 200]``.
+"""Per-model CPU inference latency: ``python -m benchmarks.models [--calls 200] [--models FILE ...]``.
 
 Live use runs all three networks on every face, so each must be cheap at batch 1
 (one face) and batch 4 (a small group). Runtime: the Keras model inside a
@@ -10,6 +10,7 @@ import core  # noqa: F401  (first: safe native-library import order)
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +34,8 @@ def time_calls(model: TaskModel, batch: int, calls: int, warmup: int = 20) -> np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--models", nargs="+", metavar="FILE",
+                        help="time these model.keras files (cards beside them) instead of the active models")
     args = parser.parse_args()
     import keras
 
@@ -40,15 +43,19 @@ def main() -> None:
     print(f"runtime: keras {keras.__version__} ({keras.backend.backend()}) model in tf.function; "
           f"{os.cpu_count()} CPU cores; {args.calls} calls after 20 warm-up calls")
     print(f"{'model':<9}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  {'b4 median':>10}{'b4 p95':>9}  (ms)")
-    for task in TASKS:
-        entry = registry.active(task)
-        model = TaskModel.from_entry(entry)
+    if args.models:
+        from training.ensemble import member_card
+
+        models = [(Path(p).parent.name, TaskModel.load(Path(p), member_card(p))) for p in args.models]
+    else:
+        models = [(task, TaskModel.from_entry(registry.active(task))) for task in TASKS]
+    for name, model in models:
         row = []
         for batch in (1, 4):
             t = time_calls(model, batch, args.calls)
             row += [np.median(t), np.percentile(t, 95)]
         shape = "x".join(map(str, model.spec.input_shape))
-        print(f"{task:<9}{model.model.count_params():>9}{shape:>12}  {row[0]:>10.2f}{row[1]:>9.2f}  "
+        print(f"{name:<9}{model.model.count_params():>9}{shape:>12}  {row[0]:>10.2f}{row[1]:>9.2f}  "
               f"{row[2]:>10.2f}{row[3]:>9.2f}")
 
 
