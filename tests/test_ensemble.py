@@ -15,6 +15,7 @@ import pytest
 import core  # noqa: F401  (before anything that may load TensorFlow)
 from core.models import TaskModel
 from training.builders import build_ensemble, build_model, input_spec
+from training.cli import main
 from training.ensemble import EnsembleConfig, combine
 from training.fit import FitConfig, fit, save
 from training_data import small_fer_zip
@@ -55,7 +56,7 @@ def test_ensemble_without_flip_and_mismatched_inputs():
         build_ensemble([])
 
 
-def test_warm_restart_then_ensemble_records_every_run_on_real_faces(tmp_path):
+def test_warm_restart_then_ensemble_records_every_run_on_real_faces(tmp_path, capsys):
     data = str(small_fer_zip(tmp_path))
     first = fit(FitConfig(task="emotion", data=data, arch="compact", epochs=1, batch_size=32,
                           out=str(tmp_path / "first")))
@@ -74,3 +75,6 @@ def test_warm_restart_then_ensemble_records_every_run_on_real_faces(tmp_path):
 
     with pytest.raises(ValueError, match="does not match"):
         fit(FitConfig(task="emotion", data=data, arch="default", epochs=1, init=str(first.model_path)))
+    # the CLI turns a wrong member into a message and exit code 2, not a traceback
+    assert main(["ensemble", "--task", "age", "--data", data, "--models", str(first.model_path)]) == 2
+    assert "is a emotion model, not age" in capsys.readouterr().err

@@ -131,6 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"fit": _run_fit, "ensemble": _run_ensemble, "evaluate": _run_evaluate, "inspect": _run_inspect}
     try:
         return commands[args.command](args)
-    except (DataError, FileNotFoundError) as exc:
+    except (DataError, FileNotFoundError, ValueError) as exc:  # bad data, paths or models: a message, not a trace
         print(f"error: {exc}", file=sys.stderr)
         return 2
