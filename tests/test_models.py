@@ -23,7 +23,7 @@ CARD_FIELDS = {"task", "architecture", "input_shape", "preprocess", "class_names
                "epochs", "params", "command"}
 # fixed samples of the reporting splits and the floors the shipped models must reach on them
 SAMPLE = 600
-FLOORS = {"emotion": ("accuracy", 0.60), "age": ("mae", 6.5), "gender": ("accuracy", 0.90)}
+FLOORS = {"emotion": ("accuracy", 0.65), "age": ("mae", 6.5), "gender": ("accuracy", 0.90)}
 
 
 @pytest.mark.parametrize("task", TASKS)
