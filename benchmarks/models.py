@@ -42,11 +42,12 @@ def main() -> None:
     registry = ModelRegistry()
     print(f"runtime: keras {keras.__version__} ({keras.backend.backend()}) model in tf.function; "
           f"{os.cpu_count()} CPU cores; {args.calls} calls after 20 warm-up calls")
-    print(f"{'model':<9}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  {'b4 median':>10}{'b4 p95':>9}  (ms)")
+    width = max([9, *(len(name) + 1 for name in args.models or [])])
+    print(f"{'model':<{width}}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  {'b4 median':>10}{'b4 p95':>9}  (ms)")
     if args.models:
         from training.ensemble import member_card
 
-        models = [(Path(p).parent.name, TaskModel.load(Path(p), member_card(p))) for p in args.models]
+        models = [(p, TaskModel.load(Path(p), member_card(p))) for p in args.models]
     else:
         models = [(task, TaskModel.from_entry(registry.active(task))) for task in TASKS]
     for name, model in models:
@@ -55,7 +56,7 @@ def main() -> None:
             t = time_calls(model, batch, args.calls)
             row += [np.median(t), np.percentile(t, 95)]
         shape = "x".join(map(str, model.spec.input_shape))
-        print(f"{name:<9}{model.model.count_params():>9}{shape:>12}  {row[0]:>10.2f}{row[1]:>9.2f}  "
+        print(f"{name:<{width}}{model.model.count_params():>9}{shape:>12}  {row[0]:>10.2f}{row[1]:>9.2f}  "
               f"{row[2]:>10.2f}{row[3]:>9.2f}")
 
 
