@@ -16,7 +16,7 @@ import numpy as np
 
 from core.config import TASKS
 from core.models import TaskModel
-from core.registry import ModelRegistry
+from core.registry import ModelRegistry, read_card
 
 
 def time_calls(model: TaskModel, batch: int, calls: int, warmup: int = 20) -> np.ndarray:
@@ -45,9 +45,7 @@ def main() -> None:
     width = max([9, *(len(name) + 1 for name in args.models or [])])
     print(f"{'model':<{width}}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  {'b4 median':>10}{'b4 p95':>9}  (ms)")
     if args.models:
-        from training.ensemble import member_card
-
-        models = [(p, TaskModel.load(Path(p), member_card(p))) for p in args.models]
+        models = [(p, TaskModel.load(Path(p), read_card(p))) for p in args.models]
     else:
         models = [(task, TaskModel.from_entry(registry.active(task))) for task in TASKS]
     for name, model in models:

@@ -49,6 +49,20 @@ def shipped_model(task: str) -> ModelEntry:
     return ModelEntry(default_id(task), task, SHIPPED_MODELS_DIR / f"{task}.keras", card, True)
 
 
+def card_path(model_file: Path | str) -> Path:
+    """The card beside a model file: ``<name>.json`` (as shipped in ``models/``) or ``card.json``
+    (as ``python -m training`` writes it)."""
+    model_file = Path(model_file)
+    for candidate in (model_file.with_suffix(".json"), model_file.parent / CARD_FILE):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no model card beside {model_file} (expected {model_file.stem}.json or {CARD_FILE})")
+
+
+def read_card(model_file: Path | str) -> dict:
+    return json.loads(card_path(model_file).read_text())
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON so that readers see either the old or the new file, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)

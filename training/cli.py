@@ -49,20 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _card_path(model_path: Path) -> Path:
-    for candidate in (model_path.with_suffix(".json"), model_path.parent / "card.json"):
-        if candidate.is_file():
-            return candidate
-    raise SystemExit(f"error: no model card found beside {model_path} (expected {model_path.stem}.json or card.json)")
-
-
-def _card_for(model_path: Path) -> dict:
-    return json.loads(_card_path(model_path).read_text())
-
-
 def argv_from_cli() -> bool:
     """True when running as ``python -m training`` (so sys.argv is the command to record)."""
     return Path(sys.argv[0]).name in ("__main__.py", "training")
+
+
+def _report(result) -> int:
+    """What fit and ensemble print: the metrics line, and where the model went."""
+    print(json.dumps(result.card["metrics"]))
+    print(f"saved {result.model_path}", file=sys.stderr)
+    return 0
 
 
 def _run_fit(args) -> int:
@@ -71,45 +67,38 @@ def _run_fit(args) -> int:
     cfg = FitConfig(task=args.task, data=args.data, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.lr, augment=not args.no_augment, fraction=args.fraction, seed=args.seed,
                     out=args.out, progress=args.progress, init=args.init)
-    result = fit(cfg)
-    print(json.dumps(result.card["metrics"]))
-    print(f"saved {result.model_path}", file=sys.stderr)
-    return 0
+    return _report(fit(cfg))
 
 
 def _run_ensemble(args) -> int:
     from training.ensemble import EnsembleConfig, combine
 
-    result = combine(EnsembleConfig(task=args.task, models=args.models, data=args.data, flip=not args.no_flip,
-                                    out=args.out))
-    print(json.dumps(result.card["metrics"]))
-    print(f"saved {result.model_path}", file=sys.stderr)
-    return 0
+    return _report(combine(EnsembleConfig(task=args.task, models=args.models, data=args.data,
+                                          flip=not args.no_flip, out=args.out)))
 
 
 def _run_evaluate(args) -> int:
     from core.models import TaskModel
     from core.preprocess import FaceSpec
-    from core.registry import write_json_atomic
+    from core.registry import card_path, write_json_atomic
     from training.data import load_dataset
     from training.evaluate import evaluate, summary_line
 
     path = Path(args.model)
-    card = _card_for(path)
+    card_file = card_path(path)
+    card = json.loads(card_file.read_text())
     if card.get("task") != args.task:
-        raise SystemExit(f"error: {path} is a {card.get('task')} model, not {args.task}")
+        raise ValueError(f"{path} is a {card.get('task')} model, not {args.task}")
     model = TaskModel.load(path, card)
     data = load_dataset(args.task, args.data, args.split, spec=FaceSpec.from_dict(card["preprocess"]))
     details = evaluate(model, data)
     if args.details:
         write_json_atomic(Path(args.details), details)
     if args.write_card:
-        card_path = _card_path(path)
-        card = json.loads(card_path.read_text())
         card["metrics"] = summary_line(details)
         card["metrics_by_group"] = details.get("by_group", {})
         card["evaluated_with"] = "python -m training " + shlex.join(sys.argv[1:] if argv_from_cli() else [])
-        write_json_atomic(card_path, card)
+        write_json_atomic(card_file, card)
     print(json.dumps(summary_line(details)))
     return 0
 

@@ -18,6 +18,7 @@ import keras
 
 from core.models import TaskModel, load_keras_model
 from core.preprocess import FaceSpec
+from core.registry import read_card
 from training.builders import build_ensemble
 from training.data import load_dataset
 from training.evaluate import evaluate, summary_line
@@ -44,14 +45,6 @@ class EnsembleConfig:
         return shlex.join(args)
 
 
-def member_card(path: str | Path) -> dict:
-    path = Path(path)
-    for candidate in (path.with_suffix(".json"), path.parent / "card.json"):
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    raise FileNotFoundError(f"no model card beside {path} (expected {path.stem}.json or card.json)")
-
-
 def training_runs(card: dict) -> list[dict]:
     """The fit runs behind a card, oldest first (a warm-started run lists its starting model's runs first)."""
     runs, init = [], card.get("init")
@@ -63,7 +56,7 @@ def training_runs(card: dict) -> list[dict]:
 
 def combine(cfg: EnsembleConfig) -> FitResult:
     """Build, evaluate on the reporting split and (with ``cfg.out``) save the combined model."""
-    cards = [member_card(p) for p in cfg.models]
+    cards = [read_card(p) for p in cfg.models]
     for path, card in zip(cfg.models, cards):
         if card.get("task") != cfg.task:
             raise ValueError(f"{path} is a {card.get('task')} model, not {cfg.task}")

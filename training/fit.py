@@ -178,6 +178,7 @@ def _warm_start(model: keras.Model, path: str) -> dict:
     gets more epochs without repeating the ones it already had.
     """
     from core.models import load_keras_model
+    from core.registry import read_card
 
     source = Path(path)
     trained = load_keras_model(source)
@@ -185,10 +186,10 @@ def _warm_start(model: keras.Model, path: str) -> dict:
         model.set_weights(trained.get_weights())
     except ValueError as exc:
         raise ValueError(f"{source} does not match the {model.name} design: {exc}") from exc
-    for card_path in (source.with_suffix(".json"), source.parent / "card.json"):
-        if card_path.is_file():
-            return json.loads(card_path.read_text())
-    return {}
+    try:
+        return read_card(source)
+    except FileNotFoundError:  # a model from elsewhere: trainable, only its history is unknown
+        return {}
 
 
 def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
