@@ -3,6 +3,11 @@
 Nothing is written to the output folder's ``model.keras`` until training and the
 evaluation finished; the file appears by an atomic rename, so a failed or
 cancelled run never leaves a model that could be registered or activated.
+
+A run with an output folder backs its state up after every epoch (weights,
+optimizer, epoch, best epoch so far) in ``<out>/.resume``; running the same command
+again continues an interrupted run where it stopped instead of starting over, which
+is what makes hours-long CPU recipes practical.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -21,12 +27,13 @@ import numpy as np
 from core.models import TaskModel
 from core.registry import write_json_atomic
 from training.augment import FaceBatches
-from training.builders import build_model, input_spec, recipe
+from training.builders import PRECISIONS, build_model, input_spec, recipe
 from training.data import FaceDataset, load_dataset
 from training.evaluate import evaluate, summary_line
 
 log = logging.getLogger(__name__)
 MONITOR = {"emotion": "val_accuracy", "age": "val_mae", "gender": "val_accuracy"}
+RESUME_DIR = ".resume"
 
 
 @dataclass
@@ -45,6 +52,7 @@ class FitConfig:
     out: str | None = None
     progress: str | None = None
     init: str | None = None  # start from this model's weights (a warm restart) instead of random ones
+    precision: str = "float32"  # or "mixed_bfloat16": float32 weights, bfloat16 compute (see PRECISIONS)
 
     def resolved(self) -> "FitConfig":
         base = recipe(self.task, self.arch)
@@ -61,6 +69,8 @@ class FitConfig:
             args.append("--no-augment")
         if self.init:
             args += ["--init", self.init]
+        if self.precision != "float32":
+            args += ["--precision", self.precision]
         if self.out:
             args += ["--out", self.out]
         return shlex.join(args)
@@ -107,21 +117,66 @@ class ProgressFile(keras.callbacks.Callback):
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Remember the weights of the best validation epoch and restore them at the end."""
+    """Remember the weights of the best validation epoch and restore them at the end.
 
-    def __init__(self, monitor: str, mode: str) -> None:
+    With ``state_dir`` the best epoch is also written to disk, so a resumed run still
+    ends on the best epoch even when that epoch ran before the interruption.
+    """
+
+    def __init__(self, monitor: str, mode: str, state_dir: Path | None = None) -> None:
         super().__init__()
         self.monitor, self.sign = monitor, (1 if mode == "max" else -1)
         self.best, self.best_epoch, self.weights = -np.inf, 0, None
+        self.state_dir = state_dir
+
+    def on_train_begin(self, logs=None) -> None:
+        state = self.state_dir / "best.json" if self.state_dir else None
+        if state is not None and state.exists():
+            saved = json.loads(state.read_text())
+            self.best, self.best_epoch = saved["best"], saved["best_epoch"]
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is not None and self.sign * value > self.best:
             self.best, self.best_epoch, self.weights = self.sign * value, epoch + 1, self.model.get_weights()
+            if self.state_dir is not None:
+                self.model.save_weights(self.state_dir / "best.weights.h5")
+                write_json_atomic(self.state_dir / "best.json", {"best": self.best, "best_epoch": self.best_epoch})
 
     def on_train_end(self, logs=None) -> None:
         if self.weights is not None:
             self.model.set_weights(self.weights)
+        elif self.state_dir is not None and (self.state_dir / "best.weights.h5").exists():
+            self.model.load_weights(self.state_dir / "best.weights.h5")
+
+
+def resume_state(cfg: FitConfig) -> tuple[Path | None, int, list[int]]:
+    """The backup folder of ``cfg``'s run, the epoch it resumes at (0: a fresh run) and earlier resumes.
+
+    A folder left by a different command is refused rather than overwritten: it is
+    someone's interrupted run.
+    """
+    if not cfg.out:
+        return None, 0, []
+    folder = Path(cfg.out) / RESUME_DIR
+    command_file = folder / "command.txt"
+    if not command_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        command_file.write_text(cfg.command())
+        return folder, 0, []
+    previous = command_file.read_text()
+    if previous != cfg.command():
+        raise ValueError(f"{cfg.out} holds an interrupted run of another command ({previous}); run that command "
+                         f"again to resume it, or delete {folder} or choose another --out")
+    meta = folder / "training_metadata.json"
+    epoch = int(json.loads(meta.read_text())["epoch"]) if meta.exists() else 0
+    history_file = folder / "resumed.json"
+    resumed = json.loads(history_file.read_text()) if history_file.exists() else []
+    if epoch:
+        resumed.append(epoch)
+        write_json_atomic(history_file, resumed)
+        log.info("resuming the interrupted run in %s at epoch %d of %d", cfg.out, epoch + 1, cfg.epochs)
+    return folder, epoch, resumed
 
 
 def compile_model(model: keras.Model, task: str, cfg: FitConfig, steps_per_epoch: int) -> None:
@@ -162,7 +217,7 @@ def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details:
                                     else "UTKFace utkface_split.csv train / val / test"),
                     "fraction": cfg.fraction, "skipped_images": train.skipped},
         "options": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                    "augment": cfg.augment, "seed": cfg.seed},
+                    "augment": cfg.augment, "seed": cfg.seed, "precision": cfg.precision},
         "epochs": cfg.epochs, "best_epoch": best_epoch, "params": int(model.count_params()),
         "metrics": summary_line(details), "metrics_by_group": details.get("by_group", {}),
         "command": cfg.command(),
@@ -194,7 +249,17 @@ def _warm_start(model: keras.Model, path: str) -> dict:
 
 def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
     """Train ``cfg.task`` on ``cfg.data``; evaluate on the reporting split; save to ``cfg.out``."""
-    cfg = cfg.resolved()
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {cfg.precision!r}; choose from {sorted(PRECISIONS)}")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(cfg.precision)  # Keras' policy is global: restored below
+    try:
+        return _fit(cfg.resolved(), callbacks)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     keras.utils.set_random_seed(cfg.seed)
     spec = input_spec(cfg.task, cfg.arch)
     train = load_dataset(cfg.task, cfg.data, "train", cfg.fraction, cfg.seed, spec)
@@ -203,15 +268,18 @@ def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
     age_bias = float(np.mean(train.y)) if cfg.task == "age" else 33.0
     model = build_model(cfg.task, cfg.arch, spec, age_bias=age_bias)
     init_card = _warm_start(model, cfg.init) if cfg.init else None
+    backup, start_epoch, resumed = resume_state(cfg)
     shift = 0.08 if cfg.task == "emotion" else 0.05
-    batches = FaceBatches(train.x, _targets(cfg.task, train.y), cfg.batch_size, cfg.augment, cfg.seed,
+    # a resumed run draws fresh augmentations rather than replaying those of its first epochs
+    batches = FaceBatches(train.x, _targets(cfg.task, train.y), cfg.batch_size, cfg.augment, cfg.seed + start_epoch,
                           shift=shift, workers=2, use_multiprocessing=False)
     compile_model(model, cfg.task, cfg, len(batches))
     monitor = MONITOR[cfg.task]
-    keep = KeepBest(monitor, "min" if cfg.task == "age" else "max")
+    keep = KeepBest(monitor, "min" if cfg.task == "age" else "max", backup)
     progress = ProgressFile(cfg.progress, cfg.epochs, len(batches))
+    state = [keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False)] if backup else []
     history = model.fit(batches, validation_data=(val.x, _targets(cfg.task, val.y)), epochs=cfg.epochs,
-                        callbacks=[keep, progress, *callbacks], verbose=2 if cfg.progress is None else 0)
+                        callbacks=[keep, *state, progress, *callbacks], verbose=2 if cfg.progress is None else 0)
     progress.emit("evaluate")
     test = load_dataset(cfg.task, cfg.data, "test", 1.0, cfg.seed, spec)
     card_stub = {"task": cfg.task, "preprocess": spec.to_dict(), "class_names": train.class_names}
@@ -220,9 +288,12 @@ def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
     if init_card is not None:
         card["init"] = {"model": cfg.init, "command": init_card.get("command"),
                         "epochs": init_card.get("epochs"), "init": init_card.get("init")}
+    if resumed:
+        card["resumed_at_epochs"] = resumed  # interrupted after these many epochs, then continued
     result = FitResult(model, history.history, card, details)
     if cfg.out:
         result.model_path = save(model, card, details, Path(cfg.out))
+        shutil.rmtree(backup, ignore_errors=True)
     progress.emit("done")
     return result
 

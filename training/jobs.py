@@ -517,6 +517,7 @@ class JobManager:
                 job.state, job.finished, job.message = CANCELLED, _now(), "Cancelled by the user."
                 self._save(job)
             self._release(job_id)
+        _discard_backup(job)
         log.info("job %s: %s", job_id, job.state)
         return job
 
@@ -553,6 +554,15 @@ class JobManager:
 
 
 # -- the supervisor process -----------------------------------------------------
+
+def _discard_backup(job: Job) -> None:
+    """A job is one attempt: the page never resumes it, so its per-epoch backup is only disk space."""
+    import shutil
+
+    from training.fit import RESUME_DIR
+
+    shutil.rmtree(job.out_dir / RESUME_DIR, ignore_errors=True)
+
 
 def _training_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "training", *args]
@@ -642,6 +652,7 @@ def run_job(job_dir: Path) -> int:
         manager._save(job)
         return 1
     finally:
+        _discard_backup(job)
         manager._release(job.id)
 
 
