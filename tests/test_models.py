@@ -85,3 +85,18 @@ def test_shipped_models_score_on_fixed_samples(tmp_path, task):
     value = evaluate(model, data)["metrics"][metric]
     print(f"{task} on {SAMPLE} fixed test faces: {metric} {value:.3f} (floor {floor})")
     assert (value <= floor) if metric == "mae" else (value >= floor), f"{task} {metric}={value:.3f}"
+
+
+def test_shipped_emotion_margin_frames_detector_crops_like_fer2013(tmp_path):
+    """Live emotion crops are the detector's box grown by the card's margin; FER2013 frames faces
+    wider than that box, so the margin must beat the bare box on the same detected faces."""
+    from benchmarks.crop_margin import accuracy_by_margin, detected_faces
+
+    model = TaskModel.from_entry(ModelRegistry().active("emotion"))
+    data = load_dataset("emotion", _fer_private_sample(tmp_path), "test", spec=model.spec)
+    index, frames, boxes = detected_faces(data.x)
+    assert len(index) > SAMPLE // 3, "the detector finds most FER2013 faces at webcam scale"
+    margin = model.spec.margin
+    scores = accuracy_by_margin(model, frames, boxes, data.y[index], model.spec, margins=(0.0, margin))
+    print(f"emotion on {len(index)} detector crops: margin 0 {scores[0.0]:.3f}, margin {margin} {scores[margin]:.3f}")
+    assert margin > 0 and scores[margin] > scores[0.0] + 0.01
