@@ -21,11 +21,15 @@ class FaceSpec:
 
     margin: fraction of the box width/height added on every side before cropping
     (0.0 = the detector's box as is). channels: 1 (grayscale) or 3 (BGR colour).
+    recrop: training images that already are face crops (FER2013) are cropped again
+    by the face detector, like live frames (the seed design's emotion recipe); UTKFace
+    images always are, since they show more than the face.
     """
 
     size: int = 48
     channels: int = 1
     margin: float = 0.0
+    recrop: bool = False
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -36,7 +40,8 @@ class FaceSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "FaceSpec":
-        return cls(size=int(data["size"]), channels=int(data["channels"]), margin=float(data["margin"]))
+        return cls(size=int(data["size"]), channels=int(data["channels"]), margin=float(data["margin"]),
+                   recrop=bool(data.get("recrop", False)))
 
 
 def expand_box(box: Box, margin: float) -> Box:

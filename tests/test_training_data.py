@@ -182,3 +182,20 @@ def test_archive_members_escaping_the_target_are_rejected(tmp_path, evil):
         tf.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(DataError, match="unsafe member path"):
         safe_extract(tar, target)
+
+
+def test_fer_recrop_crops_faces_again_with_the_detector(tmp_path):
+    """The seed design's emotion recipe trains on FER2013 faces re-cropped by a face detector:
+    the detector's box is tighter than FER2013's framing, so re-cropped faces are zoomed in."""
+    from core.preprocess import FaceSpec
+
+    archive = fer_sample(tmp_path)
+    whole = load_dataset("emotion", archive, "test", spec=FaceSpec(48, 3, 0.0))
+    recropped = load_dataset("emotion", archive, "test", spec=FaceSpec(48, 3, 0.0, recrop=True))
+    np.testing.assert_array_equal(whole.y, recropped.y)
+    assert recropped.x.shape == whole.x.shape and recropped.x.dtype == np.uint8
+    # the centre of each whole image, scaled up, is close to its re-cropped face; the whole image is not
+    centre = np.stack([cv2.resize(img[4:44, 4:44], (48, 48), interpolation=cv2.INTER_LINEAR) for img in whole.x])
+    to_whole = np.abs(recropped.x.astype(float) - whole.x).mean()
+    to_centre = np.abs(recropped.x.astype(float) - centre).mean()
+    assert to_centre < 0.6 * to_whole, (to_centre, to_whole)

@@ -49,8 +49,8 @@ def input_spec(task: str, arch: str) -> FaceSpec:
     from training.data import DEFAULT_SPECS
 
     spec = DEFAULT_SPECS[task]
-    if arch == "seed":  # the seed design used 48x48 colour inputs for all three tasks
-        return FaceSpec(size=48, channels=3, margin=spec.margin)
+    if arch == "seed":  # 48x48 colour inputs for all three tasks; emotion faces re-cropped by the detector
+        return FaceSpec(size=48, channels=3, margin=spec.margin, recrop=task == "emotion")
     return spec
 
 

@@ -115,10 +115,10 @@ def _load_fer_csv(path: Path, spec: FaceSpec) -> dict:
         if usage not in FER_USAGE or not str(emotion).isdigit() or int(emotion) >= len(EMOTIONS):
             raise DataError(f"{path.name}, line {row}: bad emotion {emotion!r} or Usage {usage!r}")
         img = np.clip(values, 0, 255).astype(np.uint8).reshape(48, 48)
-        images.append(preprocess_face(img, spec))
+        images.append(img if spec.channels == 1 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
         labels.append(int(emotion))
         splits.append(FER_USAGE[usage])
-    return {"x": images, "y": labels, "split": splits, "skipped": skipped}
+    return {"x": _fer_faces(images, spec), "y": labels, "split": splits, "skipped": skipped}
 
 
 def _fer_member_label(name: str) -> tuple[int, str] | None:
@@ -147,10 +147,19 @@ def _load_fer_images(path: Path, spec: FaceSpec) -> dict:
             skipped += 1
             log.warning("%s: skipping unreadable image %s", path.name, name)
             continue
-        images.append(preprocess_face(img, spec))
+        images.append(img)
         labels.append(label[0])
         splits.append(label[1])
-    return {"x": images, "y": labels, "split": splits, "skipped": skipped}
+    return {"x": _fer_faces(images, spec), "y": labels, "split": splits, "skipped": skipped}
+
+
+def _fer_faces(images: list[np.ndarray], spec: FaceSpec) -> list[np.ndarray]:
+    """Network inputs from FER2013 images: whole, or (``spec.recrop``) re-cropped by the detector."""
+    if not spec.recrop:
+        return [preprocess_face(img, spec) for img in images]
+    boxes = [_detect_face(img) for img in images]
+    log.info("FER2013: face detected in %d of %d images", sum(b is not None for b in boxes), len(boxes))
+    return _crop_faces(images, boxes, spec)
 
 
 # -- UTKFace -----------------------------------------------------------------------
@@ -194,9 +203,39 @@ def _largest_face(detector: HaarFaceDetector, img: np.ndarray, min_fraction: flo
     return max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
 
 
+# the live detector sees whole camera frames; small face images are upscaled to about this
+# width so that Haar's minimum window fits the face the way it does at webcam resolution
+DETECT_WIDTH = 192
+_detector: HaarFaceDetector | None = None
+
+
+def _detect_face(img: np.ndarray):
+    """The face box in a face image (in its own pixels), found by the app's detector; None if none."""
+    global _detector
+    if _detector is None:
+        _detector = HaarFaceDetector(DetectorSettings(scale_factor=1.1, min_neighbors=4, min_face=72, detect_width=0))
+    scale = max(1, round(DETECT_WIDTH / img.shape[1]))
+    big = cv2.resize(img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), None, fx=scale, fy=scale,
+                     interpolation=cv2.INTER_LINEAR)
+    box = _largest_face(_detector, big)
+    return tuple(v // scale for v in box) if box else None
+
+
+def _crop_faces(images: list[np.ndarray], boxes: list, spec: FaceSpec) -> list[np.ndarray]:
+    """Crop each image at its box (where none was found: at the median box of the others)."""
+    found = [(box, img.shape[:2]) for img, box in zip(images, boxes) if box]
+    fallback = _median_relative_box([f[0] for f in found], [f[1] for f in found])
+    faces = []
+    for img, box in zip(images, boxes):
+        if box is None:
+            h, w = img.shape[:2]
+            box = (int(fallback[0] * w), int(fallback[1] * h), int(fallback[2] * w), int(fallback[3] * h))
+        faces.append(preprocess_face(img, spec, box))
+    return faces
+
+
 def _load_utk(path: Path, spec: FaceSpec) -> dict:
     split_table = _utk_split_table(path)
-    detector = HaarFaceDetector(DetectorSettings(scale_factor=1.1, min_neighbors=4, min_face=72, detect_width=0))
     decoded, skipped = [], 0
     for name, data in iter_members(path):
         if not name.lower().endswith(IMAGE_SUFFIXES):
@@ -213,23 +252,13 @@ def _load_utk(path: Path, spec: FaceSpec) -> dict:
             continue
         base = PurePosixPath(name).name
         split = split_table.get(base) or _hash_split(data)
-        # the live detector sees whole camera frames; upscale the small crops so Haar's
-        # minimum window fits the face the way it does at webcam resolution
-        big = cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
-        box = _largest_face(detector, big)
-        box = tuple(v // 2 for v in box) if box else None
-        decoded.append((base, img, box, labels, split))
-    fallback = _median_relative_box([d[2] for d in decoded if d[2]], [d[1].shape[:2] for d in decoded if d[2]])
-    images, ys, splits, meta = [], [], [], []
+        decoded.append((base, img, _detect_face(img), labels, split))
+    images = _crop_faces([d[1] for d in decoded], [d[2] for d in decoded], spec)
+    ys, splits, meta = [], [], []
     for base, img, box, (age, gender, race), split in decoded:
-        detected = box is not None
-        if not detected:
-            h, w = img.shape[:2]
-            box = (int(fallback[0] * w), int(fallback[1] * h), int(fallback[2] * w), int(fallback[3] * h))
-        images.append(preprocess_face(img, spec, box))
         ys.append((age, gender))
         splits.append(split)
-        meta.append((base, age, gender, race, detected))
+        meta.append((base, age, gender, race, box is not None))
     if decoded:
         log.info("UTKFace: face detected in %d of %d images", sum(m[4] for m in meta), len(meta))
     return {"x": images, "y": ys, "split": splits, "skipped": skipped,
