@@ -16,7 +16,7 @@ from core.registry import ModelRegistry
 from pages.components import training_views as views
 from training.archives import DataError
 from training import reports
-from training.builders import ARCHITECTURES, recipe
+from training.builders import ARCHITECTURES, PRECISIONS, cpu_has_bfloat16, recipe
 from training.data import inspect
 from training.jobs import (SUCCEEDED, UPLOAD_SUFFIXES, JobBusy, JobError, JobManager, TrainOptions)
 
@@ -105,11 +105,16 @@ def options_section(task: str) -> TrainOptions:
     lr = cols[2].number_input("Learning rate", 1e-6, 1.0, base.learning_rate, step=1e-4, format="%.6f",
                               key=f"lr_{key}", help="peak rate of the schedule")
     seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="seed")
-    cols = st.columns(2)
+    cols = st.columns(3)
     augment = cols[0].toggle("Augmentation (flips, shifts, brightness)", value=True, key="augment")
-    fraction = cols[1].slider("Share of the data to use (quick runs)", 0.01, 1.0, 1.0, 0.01, key="fraction")
+    fast = cpu_has_bfloat16()
+    mixed = cols[1].toggle("Mixed precision (bfloat16)", value=False, key="mixed_precision",
+                           help=PRECISIONS["mixed_bfloat16"] + (". This CPU has it." if fast else
+                                                                 ". This CPU lacks it: no gain here."))
+    fraction = cols[2].slider("Share of the data to use (quick runs)", 0.01, 1.0, 1.0, 0.01, key="fraction")
     return TrainOptions(task=task, data="", arch=arch, epochs=int(epochs), batch_size=int(batch),
-                        lr=float(lr), augment=augment, fraction=float(fraction), seed=int(seed))
+                        lr=float(lr), augment=augment, fraction=float(fraction), seed=int(seed),
+                        precision="mixed_bfloat16" if mixed else "float32")
 
 
 def train_tab(manager: JobManager, running) -> None:

@@ -73,7 +73,8 @@ def fer_zip(tmp_path) -> Path:
 def test_real_run_registers_card_and_metrics_and_activation_switches_the_analyzer(fer_zip):
     manager, registry = JobManager(), ModelRegistry()
     active_before = registry.active("emotion").id
-    job = manager.start(TrainOptions(task="emotion", data=str(fer_zip), epochs=1, batch_size=32, seed=1))
+    job = manager.start(TrainOptions(task="emotion", data=str(fer_zip), epochs=1, batch_size=32, seed=1,
+                                     precision="mixed_bfloat16"))
     job = manager.wait(job.id, RUN_TIMEOUT_S)
     assert job.state == SUCCEEDED, f"{job.state}: {job.message}\n{job.log_tail()}"
     assert manager.current() is None, "the lock must be released when the job ends"
@@ -88,6 +89,7 @@ def test_real_run_registers_card_and_metrics_and_activation_switches_the_analyze
     assert card["task"] == "emotion" and card["job_id"] == job.id and card["created"]
     assert card["data"] == str(fer_zip.resolve())
     assert card["options"]["epochs"] == 1 and card["options"]["batch_size"] == 32
+    assert card["options"]["precision"] == "mixed_bfloat16" and "--precision mixed_bfloat16" in card["command"]
     assert card["architecture"]
     assert 0.0 <= card["metrics"]["accuracy"] <= 1.0
     evaluation = json.loads((entry.model_path.parent / "evaluation.json").read_text())
@@ -187,7 +189,8 @@ def test_invalid_options_are_refused_before_anything_starts(fer_zip, tmp_path):
     for bad in (TrainOptions(task="height", data=str(fer_zip)),
                 TrainOptions(task="emotion", data=str(tmp_path / "missing.zip")),
                 TrainOptions(task="emotion", data=str(fer_zip), fraction=0.0),
-                TrainOptions(task="emotion", data=str(fer_zip), epochs=0)):
+                TrainOptions(task="emotion", data=str(fer_zip), epochs=0),
+                TrainOptions(task="emotion", data=str(fer_zip), precision="float16")):
         with pytest.raises(JobError):
             manager.start(bad)
     assert manager.list() == [] and manager.current() is None

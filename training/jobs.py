@@ -97,8 +97,11 @@ class TrainOptions:
     augment: bool = True
     fraction: float = 1.0
     seed: int = 0
+    precision: str = "float32"
 
     def validate(self) -> None:
+        from training.builders import PRECISIONS
+
         if self.task not in TASKS:
             raise JobError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if not Path(self.data).exists():
@@ -109,6 +112,8 @@ class TrainOptions:
             raise JobError("the learning rate must be positive")
         if not 0 < self.fraction <= 1:
             raise JobError("the data fraction must be in (0, 1]")
+        if self.precision not in PRECISIONS:
+            raise JobError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
     def fit_args(self, out_dir: Path, progress_file: Path) -> list[str]:
         args = ["--task", self.task, "--data", str(self.data), "--epochs", str(self.epochs),
@@ -120,6 +125,8 @@ class TrainOptions:
             args += ["--lr", repr(float(self.lr))]
         if not self.augment:
             args.append("--no-augment")
+        if self.precision != "float32":
+            args += ["--precision", self.precision]
         return args
 
     @classmethod
