@@ -15,11 +15,11 @@ import json
 import cv2
 import numpy as np
 
-from core.detection import DetectorSettings, HaarFaceDetector
+from core.detection import HaarFaceDetector
 from core.models import TaskModel
 from core.preprocess import FaceSpec, preprocess_face
 from core.registry import read_card
-from training.data import _largest_face, load_dataset
+from training.data import FACE_IMAGE_DETECTOR, _largest_face, load_dataset
 from training.evaluate import predict
 
 UPSCALE = 4
@@ -28,7 +28,7 @@ MARGINS = (0.0, 0.05, 0.08, 0.1, 0.12, 0.15)
 
 def detected_faces(images: np.ndarray) -> tuple[np.ndarray, list, list]:
     """Indices, upscaled BGR images and detector boxes of the images where a face was found."""
-    detector = HaarFaceDetector(DetectorSettings(scale_factor=1.1, min_neighbors=4, min_face=72, detect_width=0))
+    detector = HaarFaceDetector(FACE_IMAGE_DETECTOR)
     index, frames, boxes = [], [], []
     for i, img in enumerate(images):
         frame = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.shape[-1] == 1 else img

@@ -206,6 +206,8 @@ def _largest_face(detector: HaarFaceDetector, img: np.ndarray, min_fraction: flo
 # the live detector sees whole camera frames; small face images are upscaled to about this
 # width so that Haar's minimum window fits the face the way it does at webcam resolution
 DETECT_WIDTH = 192
+# settings for face images (one face, filling most of the image), not for camera frames
+FACE_IMAGE_DETECTOR = DetectorSettings(scale_factor=1.1, min_neighbors=4, min_face=72, detect_width=0)
 _detector: HaarFaceDetector | None = None
 
 
@@ -213,7 +215,7 @@ def _detect_face(img: np.ndarray):
     """The face box in a face image (in its own pixels), found by the app's detector; None if none."""
     global _detector
     if _detector is None:
-        _detector = HaarFaceDetector(DetectorSettings(scale_factor=1.1, min_neighbors=4, min_face=72, detect_width=0))
+        _detector = HaarFaceDetector(FACE_IMAGE_DETECTOR)
     scale = max(1, round(DETECT_WIDTH / img.shape[1]))
     big = cv2.resize(img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), None, fx=scale, fy=scale,
                      interpolation=cv2.INTER_LINEAR)
