@@ -10,30 +10,26 @@ uncropped images. Choose the margin on ``--split val``; report on ``test``.
 import core  # noqa: F401  (first: safe native-library import order)
 
 import argparse
+import dataclasses
 import json
 
-import cv2
 import numpy as np
 
-from core.detection import HaarFaceDetector
 from core.models import TaskModel
 from core.preprocess import FaceSpec, preprocess_face
 from core.registry import read_card
-from training.data import FACE_IMAGE_DETECTOR, _largest_face, load_dataset
+from training.data import detect_face_upscaled, load_dataset
 from training.evaluate import predict
 
-UPSCALE = 4
 MARGINS = (0.0, 0.05, 0.08, 0.1, 0.12, 0.15)
 
 
 def detected_faces(images: np.ndarray) -> tuple[np.ndarray, list, list]:
-    """Indices, upscaled BGR images and detector boxes of the images where a face was found."""
-    detector = HaarFaceDetector(FACE_IMAGE_DETECTOR)
+    """Indices, upscaled BGR images and detector boxes of the images where a face was found
+    (the loaders' own detection step, :func:`training.data.detect_face_upscaled`)."""
     index, frames, boxes = [], [], []
     for i, img in enumerate(images):
-        frame = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.shape[-1] == 1 else img
-        frame = cv2.resize(frame, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_LINEAR)
-        box = _largest_face(detector, frame)
+        frame, box = detect_face_upscaled(img)
         if box is not None:
             index.append(i)
             frames.append(frame)
@@ -45,7 +41,7 @@ def accuracy_by_margin(model: TaskModel, frames: list, boxes: list, y: np.ndarra
                        margins=MARGINS) -> dict[float, float]:
     out = {}
     for margin in margins:
-        crop_spec = FaceSpec(size=spec.size, channels=spec.channels, margin=margin)
+        crop_spec = dataclasses.replace(spec, margin=margin)
         x = np.stack([preprocess_face(frame, crop_spec, box) for frame, box in zip(frames, boxes)])
         out[margin] = float(np.mean(predict(model, x).argmax(axis=1) == y))
     return out

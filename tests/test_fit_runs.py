@@ -18,7 +18,8 @@ import keras
 from core.models import TaskModel
 from training.builders import build_model
 from training.cli import main
-from training.fit import RESUME_DIR, FitConfig, KeepBest, fit
+from training import RESUME_DIR
+from training.fit import FitConfig, KeepBest, fit
 from training_data import small_fer_zip
 
 

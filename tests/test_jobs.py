@@ -19,6 +19,7 @@ import pytest
 import core  # noqa: F401  (before anything that may load TensorFlow)
 from core.config import app_paths
 from core.registry import ModelRegistry
+from training import RESUME_DIR
 from training.jobs import (CANCELLED, FAILED, SUCCEEDED, JobBusy, JobError, JobManager, TrainOptions,
                            read_progress, sanitize_filename)
 from conftest import shared_path
@@ -135,14 +136,14 @@ def test_cancel_stops_the_processes_registers_nothing_and_frees_the_server(fer_z
 
     with pytest.raises(JobBusy, match="already running"):
         manager.start(TrainOptions(task="emotion", data=str(fer_zip), epochs=1))
-    assert job.out_dir.joinpath(".resume").is_dir(), "fit backs the run up"
+    assert job.out_dir.joinpath(RESUME_DIR).is_dir(), "fit backs the run up"
 
     job = manager.cancel(job.id)
     assert job.state == CANCELLED
     assert _group_pids(pgid) == [], "every process of the job is gone"
     assert manager.current() is None
     assert not job.out_dir.joinpath("model.keras").exists()
-    assert not job.out_dir.joinpath(".resume").exists(), "a cancelled job leaves no backup behind"
+    assert not job.out_dir.joinpath(RESUME_DIR).exists(), "a cancelled job leaves no backup behind"
     assert [e.id for e in registry.list("emotion")] == ["default-emotion"]
     assert registry.version() == active_before
     assert manager.status(job.id).state == CANCELLED, "a later look keeps it cancelled"

@@ -12,6 +12,7 @@ them itself, so inference never has to remember how training normalised pixels.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import keras
@@ -34,7 +35,7 @@ PRECISIONS = {
 }
 
 
-
+@functools.cache
 def cpu_has_bfloat16() -> bool:
     """True where the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX; Linux only),
     i.e. where ``mixed_bfloat16`` speeds training up."""

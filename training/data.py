@@ -211,15 +211,21 @@ FACE_IMAGE_DETECTOR = DetectorSettings(scale_factor=1.1, min_neighbors=4, min_fa
 _detector: HaarFaceDetector | None = None
 
 
-def _detect_face(img: np.ndarray):
-    """The face box in a face image (in its own pixels), found by the app's detector; None if none."""
+def detect_face_upscaled(img: np.ndarray) -> tuple[np.ndarray, tuple | None]:
+    """A face image upscaled to webcam-like face sizes (BGR), and the app detector's face box in it."""
     global _detector
     if _detector is None:
         _detector = HaarFaceDetector(FACE_IMAGE_DETECTOR)
     scale = max(1, round(DETECT_WIDTH / img.shape[1]))
-    big = cv2.resize(img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), None, fx=scale, fy=scale,
-                     interpolation=cv2.INTER_LINEAR)
-    box = _largest_face(_detector, big)
+    bgr = img if img.ndim == 3 and img.shape[-1] == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    big = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    return big, _largest_face(_detector, big)
+
+
+def _detect_face(img: np.ndarray):
+    """The face box in a face image (in its own pixels), found by the app's detector; None if none."""
+    big, box = detect_face_upscaled(img)
+    scale = big.shape[1] // img.shape[1]
     return tuple(v // scale for v in box) if box else None
 
 

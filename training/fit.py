@@ -26,6 +26,7 @@ import numpy as np
 
 from core.models import TaskModel
 from core.registry import write_json_atomic
+from training import RESUME_DIR
 from training.augment import FaceBatches
 from training.builders import PRECISIONS, build_model, input_spec, recipe
 from training.data import FaceDataset, load_dataset
@@ -33,7 +34,6 @@ from training.evaluate import evaluate, summary_line
 
 log = logging.getLogger(__name__)
 MONITOR = {"emotion": "val_accuracy", "age": "val_mae", "gender": "val_accuracy"}
-RESUME_DIR = ".resume"
 
 
 @dataclass

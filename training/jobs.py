@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ from typing import BinaryIO, Iterator
 
 from core.config import REPO_ROOT, TASKS, app_paths
 from core.registry import ModelRegistry, write_json_atomic
+from training import RESUME_DIR
 
 log = logging.getLogger(__name__)
 
@@ -564,10 +566,6 @@ class JobManager:
 
 def _discard_backup(job: Job) -> None:
     """A job is one attempt: the page never resumes it, so its per-epoch backup is only disk space."""
-    import shutil
-
-    from training.fit import RESUME_DIR
-
     shutil.rmtree(job.out_dir / RESUME_DIR, ignore_errors=True)
 
 
