@@ -82,4 +82,4 @@ def test_warm_restart_then_ensemble_records_every_run_on_real_faces(tmp_path, ca
         fit(FitConfig(task="emotion", data=data, arch="default", epochs=1, init=str(first.model_path)))
     # the CLI turns a wrong member into a message and exit code 2, not a traceback
     assert main(["ensemble", "--task", "age", "--data", data, "--models", str(first.model_path)]) == 2
-    assert "is a emotion model, not age" in capsys.readouterr().err
+    assert "is a model for emotion, not for age" in capsys.readouterr().err

@@ -49,7 +49,10 @@ def test_shipped_model_files_and_cards(task):
     entry = ModelRegistry().active(task)
     assert entry.is_default and entry.model_path == model_file
     model = TaskModel.from_entry(entry)
-    assert list(model.spec.input_shape) == card["input_shape"]
+    # the card describes the network in the file, not itself
+    assert list(model.model.input_shape[1:]) == card["input_shape"]
+    assert model.model.count_params() == card["params"]
+    assert model.model.input_shape[1:] == model.spec.input_shape
 
 
 def _fer_private_sample(tmp_path):

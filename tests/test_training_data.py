@@ -92,7 +92,9 @@ def test_fer_zip_folder_and_csv_agree(tmp_path):
     csv = tmp_path / "fer2013.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     from_csv = load_dataset("emotion", csv, "test")
-    assert sorted(from_csv.y.tolist()) == sorted(from_zip.y.tolist())
+    np.testing.assert_array_equal(from_csv.y, from_zip.y)
+    np.testing.assert_array_equal(from_csv.x, from_zip.x)  # same pixels, same order, same preprocessing
+    assert "Usage column" in from_csv.split_source and "PrivateTest" in from_zip.split_source
     assert set(np.unique(from_zip.y)) == set(range(7))
     assert {len(load_dataset("emotion", csv, s)) for s in ("train", "val", "test")} == {42}
 
@@ -119,6 +121,22 @@ def test_utk_tar_targz_zip_folder(tmp_path):
     assert set(test.groups["race"]) <= {-1, 0, 1, 2, 3, 4}
 
 
+def test_utk_without_the_split_file_reproduces_the_projects_split(tmp_path):
+    """The content-hash fallback is the rule that made utkface_split.csv, so without that file
+    the shipped models are still scored on their own test faces, not on ones they trained on."""
+    members = utk_sample(tmp_path, n=300, with_malformed=False)
+    write_tar(tmp_path / "utk.tar", members)
+    table = pd.read_csv(shared_path("data", "utkface_split.csv")).set_index("file")["split"]
+    got = []
+    for split in ("train", "val", "test"):
+        data = load_dataset("age", tmp_path / "utk.tar", split)
+        got += [(name, split) for name in data.groups["file"]]
+        assert "content hash" in data.split_source
+    assert len(got) == len(members)
+    assert all(table[name] == split for name, split in got)
+    assert {split for _, split in got} == {"train", "val", "test"}
+
+
 def test_utk_uses_the_fixed_split_file_beside_the_data(tmp_path):
     members = utk_sample(tmp_path, n=30, with_malformed=False)
     write_tar(tmp_path / "utk.tar", members)
@@ -138,6 +156,44 @@ def test_fer_csv_errors_name_the_file_and_problem(tmp_path):
     bad_pixels.write_text("emotion,pixels,Usage\n0," + " ".join(["1"] * 2304) + ",Training\n3,1 2 3,Training\n")
     with pytest.raises(DataError, match=r"short.csv, line 3.*3 values, expected 2304"):
         load_dataset("emotion", bad_pixels)
+    words = tmp_path / "words.csv"
+    words.write_text("emotion,pixels,Usage\n0," + " ".join(["x"] * 2304) + ",Training\n")
+    with pytest.raises(DataError, match=r"words.csv, line 2.*whole numbers"):
+        load_dataset("emotion", words)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"empty.csv.*empty"):
+        load_dataset("emotion", empty)
+
+
+def test_fer_folders_without_usage_prefixes_get_a_validation_split(tmp_path):
+    """The other common Kaggle layout (train/<class>/im0.png, test/<class>/im0.png) has no
+    PublicTest: a fixed content-hash share of train becomes val, so fit still works."""
+    src = zipfile.ZipFile(fer_sample(tmp_path, per_class=20))
+    archive = tmp_path / "archive.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, name in enumerate(src.namelist()):
+            _, folder, cls, base = name.split("/")
+            if base.startswith("PublicTest"):
+                continue
+            img = cv2.imdecode(np.frombuffer(src.read(name), np.uint8), cv2.IMREAD_GRAYSCALE)
+            zf.writestr(f"{folder}/{cls}/im{i}.png", cv2.imencode(".png", img)[1].tobytes())
+    summary = inspect("emotion", archive)
+    assert summary.splits["test"] == 7 * 20 and summary.splits["train"] + summary.splits["val"] == 7 * 20
+    assert 0 < summary.splits["val"] < summary.splits["train"]
+    assert "val = the training images whose content hash" in summary.split_source
+    again = tmp_path / "again.zip"
+    archive.rename(again)
+    assert inspect("emotion", again).splits == summary.splits  # fixed, not random
+
+
+def test_fer_csv_inside_an_archive(tmp_path):
+    """The original Kaggle fer2013.tar.gz holds fer2013/fer2013.csv."""
+    row = "0," + " ".join(["7"] * 2304)
+    text = "emotion,pixels,Usage\n" + "\n".join(f"{row},{u}" for u in ("Training", "PublicTest", "PrivateTest")) + "\n"
+    targz = write_tar(tmp_path / "fer2013.tar.gz", [("fer2013.csv", text.encode())], "w:gz")
+    data = load_dataset("emotion", targz, "test")
+    assert len(data) == 1 and data.x.shape == (1, 48, 48, 1) and "fer2013.csv" in data.split_source
 
 
 def test_unreadable_archive_and_no_labelled_images(tmp_path):
@@ -154,12 +210,33 @@ def test_unreadable_archive_and_no_labelled_images(tmp_path):
         load_dataset("emotion", tmp_path / "missing.zip")
 
 
-def test_corrupt_image_is_skipped_and_counted(tmp_path):
-    archive = fer_sample(tmp_path, per_class=2)
-    with zipfile.ZipFile(archive, "a") as zf:
+def _damage_member(archive: Path, name: str) -> None:
+    """Flip bytes in the middle of one member's stored data (its CRC or deflate stream breaks)."""
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(name)
+    raw = bytearray(archive.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + info.compress_size // 3, start + info.compress_size // 3 + 8):
+        raw[i] ^= 0x5A
+    archive.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_corrupt_images_are_skipped_and_counted(tmp_path, compression):
+    """Broken JPEG bytes, an empty file and a member whose bytes are damaged in the archive
+    (bad CRC when stored, broken stream when deflated): each skipped and counted, never fatal."""
+    sample = zipfile.ZipFile(fer_sample(tmp_path, per_class=2))
+    archive = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(archive, "w", compression) as zf:
+        for name in sample.namelist():
+            zf.writestr(name, sample.read(name))
         zf.writestr("fer2013/train/happy/Training_999.jpg", b"\xff\xd8 broken jpeg")
+        zf.writestr("fer2013/train/sad/Training_998.jpg", b"")
+        damaged = "fer2013/train/angry/Training_997.jpg"
+        zf.writestr(damaged, sample.read(sample.namelist()[0]))
+    _damage_member(archive, damaged)
     data = load_dataset("emotion", archive, "train")
-    assert data.skipped == 1
+    assert data.skipped == 3
     assert len(data) == 14
 
 

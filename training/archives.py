@@ -2,16 +2,22 @@
 
 Members are read in memory; nothing is extracted for training. A member with an
 absolute path or a ``..`` component is rejected outright (the classic "zip slip"),
-and :func:`safe_extract` (used for uploads) refuses to write outside its target.
+and :func:`safe_extract` (for callers that need the files on disk) refuses to write
+outside its target. One damaged member (bad CRC, broken deflate stream, unreadable
+file) is reported as ``None`` so the loaders skip and count it; a damaged archive
+as a whole is a :class:`DataError`.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Callable, Iterator
 
+log = logging.getLogger(__name__)
 
 class DataError(ValueError):
     """Bad input data: the message names the file and the problem, for the user."""
@@ -39,21 +45,32 @@ def archive_kind(path: Path) -> str:
     raise DataError(f"{path.name}: not a folder, .zip or .tar(.gz) archive")
 
 
-def iter_members(path: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield (relative name, bytes) for every regular file in a folder or archive."""
+def _read_member(archive: Path, name: str, read: Callable[[], bytes]) -> bytes | None:
+    """One member's bytes, or None (logged) when that member alone is damaged."""
+    try:
+        return read()
+    except (zipfile.BadZipFile, zlib.error, OSError) as exc:
+        log.warning("%s: member %s is unreadable (%s); skipping it", archive.name, name, exc)
+        return None
+
+
+def iter_members(path: Path) -> Iterator[tuple[str, bytes | None]]:
+    """Yield (relative name, bytes) for every regular file in a folder or archive; the bytes
+    are None for a member that cannot be read (the caller skips and counts it)."""
     path = Path(path)
     kind = archive_kind(path)
     try:
         if kind == "dir":
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                yield file.relative_to(path).as_posix(), file.read_bytes()
+                name = file.relative_to(path).as_posix()
+                yield name, _read_member(path, name, file.read_bytes)
         elif kind == "zip":
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
                     if info.is_dir():
                         continue
                     check_member_name(info.filename, path)
-                    yield info.filename, zf.read(info)
+                    yield info.filename, _read_member(path, info.filename, lambda: zf.read(info))
         else:
             with tarfile.open(path) as tf:
                 for info in tf:
@@ -72,6 +89,8 @@ def safe_extract(archive: Path, target: Path) -> Path:
     target = Path(target).resolve()
     target.mkdir(parents=True, exist_ok=True)
     for name, data in iter_members(archive):
+        if data is None:
+            raise DataError(f"{Path(archive).name}: member {name!r} is damaged; nothing more extracted")
         dest = (target / name).resolve()
         if os.path.commonpath([target, dest]) != str(target):
             raise DataError(f"{Path(archive).name}: member {name!r} would be written outside {target}")

@@ -90,7 +90,7 @@ def _run_evaluate(args) -> int:
     card_file = card_path(path)
     card = json.loads(card_file.read_text())
     if card.get("task") != args.task:
-        raise ValueError(f"{path} is a {card.get('task')} model, not {args.task}")
+        raise ValueError(f"{path} is a model for {card.get('task')}, not for {args.task}")
     model = TaskModel.load(path, card)
     data = load_dataset(args.task, args.data, args.split, spec=FaceSpec.from_dict(card["preprocess"]))
     details = evaluate(model, data)

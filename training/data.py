@@ -30,7 +30,7 @@ from core.preprocess import FaceSpec, preprocess_face
 from training.archives import DataError, archive_kind, iter_members
 
 log = logging.getLogger(__name__)
-LOADER_VERSION = 4
+LOADER_VERSION = 5
 SPLITS = ("train", "val", "test")
 FER_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 FER_FOLDER_SPLIT = {"train": "train", "training": "train", "val": "val", "validation": "val",
@@ -65,6 +65,7 @@ class FaceDataset:
     class_names: list[str]
     groups: pd.DataFrame | None = None
     skipped: int = 0
+    split_source: str = ""  # where train/val/test came from, in words (for the model card)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -81,6 +82,7 @@ class DataSummary:
     ages: np.ndarray | None = None
     samples: list[tuple[np.ndarray, str]] = field(default_factory=list)
     skipped: int = 0
+    split_source: str = ""
 
 
 def data_kind(task: str) -> str:
@@ -93,35 +95,81 @@ def data_kind(task: str) -> str:
 
 # -- FER2013 -----------------------------------------------------------------------
 
-def _decode(data: bytes, channels: int) -> np.ndarray | None:
+def _decode(data: bytes | None, channels: int) -> np.ndarray | None:
+    """The decoded image, or None for missing, empty or corrupt bytes (skipped and counted)."""
+    if not data:
+        return None
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    except cv2.error:
+        return None
+
+
+def _content_split(data: bytes) -> str:
+    """Split by the SHA-1 of an image's bytes: identical images always share a split.
+
+    The same rule made ``utkface_split.csv`` (test: first 32 bits of the hash below 0.1
+    of their range, val: below 0.2), so without that file the project's split still
+    comes out for ``utkface_96.tar``.
+    """
+    u = int(hashlib.sha1(data).hexdigest()[:8], 16) / 2**32
+    return "test" if u < 0.1 else ("val" if u < 0.2 else "train")
+
+
+def _carve_val(splits: list[str], contents: list[bytes]) -> bool:
+    """Give a data set that has no validation split one: training images whose content hash
+    falls in the val band (about 10%). Returns whether it did."""
+    if "val" in splits or "train" not in splits:
+        return False
+    for i, (split, data) in enumerate(zip(splits, contents)):
+        if split == "train" and _content_split(data) == "val":
+            splits[i] = "val"
+    return True
+
+
+def _read_fer_csv(source, name: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(source, dtype=str)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{name}: the CSV is empty (expected columns emotion,pixels,Usage)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"{name}: not a readable CSV ({exc})") from exc
 
 
 def _load_fer_csv(path: Path, spec: FaceSpec) -> dict:
-    try:
-        frame = pd.read_csv(path, dtype=str)
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise DataError(f"{path.name}: not a readable CSV ({exc})") from exc
+    return _fer_csv_faces(_read_fer_csv(path, path.name), path.name, spec)
+
+
+def _fer_csv_faces(frame: pd.DataFrame, name: str, spec: FaceSpec) -> dict:
     missing = {"emotion", "pixels", "Usage"} - set(frame.columns)
     if missing:
-        raise DataError(f"{path.name}: expected columns emotion,pixels,Usage; missing {sorted(missing)} "
+        raise DataError(f"{name}: expected columns emotion,pixels,Usage; missing {sorted(missing)} "
                         f"(found {list(frame.columns)})")
-    images, labels, splits, skipped = [], [], [], 0
+    images, labels, splits, contents, skipped = [], [], [], [], 0
     for row, (emotion, pixels, usage) in enumerate(frame[["emotion", "pixels", "Usage"]].itertuples(index=False), 2):
-        values = np.array(str(pixels).split(), dtype=np.int64) if isinstance(pixels, str) else np.zeros(0)
+        try:
+            values = np.array(str(pixels).split(), dtype=np.int64) if isinstance(pixels, str) else np.zeros(0)
+        except ValueError as exc:
+            raise DataError(f"{name}, line {row}: 'pixels' must be 2304 whole numbers 0-255 ({exc})") from exc
         if values.size != 48 * 48:
-            raise DataError(f"{path.name}, line {row}: 'pixels' has {values.size} values, expected 2304 (48x48)")
+            raise DataError(f"{name}, line {row}: 'pixels' has {values.size} values, expected 2304 (48x48)")
         if usage not in FER_USAGE or not str(emotion).isdigit() or int(emotion) >= len(EMOTIONS):
-            raise DataError(f"{path.name}, line {row}: bad emotion {emotion!r} or Usage {usage!r}")
+            raise DataError(f"{name}, line {row}: bad emotion {emotion!r} or Usage {usage!r}")
         img = np.clip(values, 0, 255).astype(np.uint8).reshape(48, 48)
         images.append(img if spec.channels == 1 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
         labels.append(int(emotion))
         splits.append(FER_USAGE[usage])
-    return {"x": _fer_faces(images, spec), "y": labels, "split": splits, "skipped": skipped}
+        contents.append(img.tobytes())
+    source = f"{name}: Usage column, train Training / val PublicTest / test PrivateTest"
+    if _carve_val(splits, contents):
+        source += "; no PublicTest rows, so val = the Training rows whose content hash falls in a fixed 10% band"
+    return {"x": _fer_faces(images, spec), "y": labels, "split": splits, "skipped": skipped,
+            "split_source": source}
 
 
-def _fer_member_label(name: str) -> tuple[int, str] | None:
+def _fer_member_label(name: str) -> tuple[int, str, str] | None:
+    """(class index, split, how the split was read: 'usage' prefix, 'folder' or 'none')."""
     parts = PurePosixPath(name).parts
     if len(parts) < 2 or not name.lower().endswith(IMAGE_SUFFIXES):
         return None
@@ -130,17 +178,32 @@ def _fer_member_label(name: str) -> tuple[int, str] | None:
         return None
     prefix = parts[-1].split("_", 1)[0]
     split = FER_USAGE.get(prefix)
-    if split is None:
-        folder = next((FER_FOLDER_SPLIT[p.lower()] for p in reversed(parts[:-2]) if p.lower() in FER_FOLDER_SPLIT), None)
-        split = folder or "train"
-    return EMOTIONS.index(cls), split
+    if split is not None:
+        return EMOTIONS.index(cls), split, "usage"
+    folder = next((FER_FOLDER_SPLIT[p.lower()] for p in reversed(parts[:-2]) if p.lower() in FER_FOLDER_SPLIT), None)
+    return EMOTIONS.index(cls), folder or "train", "folder" if folder else "none"
+
+
+def _fer_split_source(name: str, how: set[str], carved: bool) -> str:
+    if how == {"usage"}:
+        text = "file-name prefixes, train Training / val PublicTest / test PrivateTest"
+    else:
+        text = "folders train / val / test (images outside them: train)"
+        if how & {"usage"}:
+            text = "file-name prefixes (Training / PublicTest / PrivateTest) where present, else " + text
+    if carved:
+        text += "; no validation images, so val = the training images whose content hash falls in a fixed 10% band"
+    return f"{name}: {text}"
 
 
 def _load_fer_images(path: Path, spec: FaceSpec) -> dict:
-    images, labels, splits, skipped = [], [], [], 0
+    images, labels, splits, contents, how, skipped = [], [], [], [], set(), 0
+    csv_member: tuple[str, bytes] | None = None
     for name, data in iter_members(path):
         label = _fer_member_label(name)
         if label is None:
+            if csv_member is None and data and name.lower().endswith(".csv"):
+                csv_member = (name, data)  # the original Kaggle fer2013.tar.gz holds the CSV
             continue
         img = _decode(data, spec.channels)
         if img is None:
@@ -150,7 +213,15 @@ def _load_fer_images(path: Path, spec: FaceSpec) -> dict:
         images.append(img)
         labels.append(label[0])
         splits.append(label[1])
-    return {"x": _fer_faces(images, spec), "y": labels, "split": splits, "skipped": skipped}
+        contents.append(data)
+        how.add(label[2])
+    if not images and csv_member is not None:
+        name, data = csv_member
+        member = f"{path.name}/{PurePosixPath(name).name}"
+        return _fer_csv_faces(_read_fer_csv(io.BytesIO(data), member), member, spec)
+    carved = _carve_val(splits, contents)
+    return {"x": _fer_faces(images, spec), "y": labels, "split": splits, "skipped": skipped,
+            "split_source": _fer_split_source(path.name, how, carved)}
 
 
 def _fer_faces(images: list[np.ndarray], spec: FaceSpec) -> list[np.ndarray]:
@@ -175,20 +246,27 @@ def parse_utk_name(name: str) -> tuple[int, int, int] | None:
     return age, gender, int(race) if re.fullmatch(r"[0-4]", race) else -1
 
 
-def _utk_split_table(path: Path) -> dict[str, str]:
-    """The fixed split from ``utkface_split.csv`` beside the data, if there is one."""
+def _utk_split_file(path: Path) -> Path | None:
+    """``utkface_split.csv`` beside the data (or one folder up), if there is one."""
     folder = path if path.is_dir() else path.parent
     for candidate in (folder / "utkface_split.csv", folder.parent / "utkface_split.csv"):
         if candidate.is_file():
-            table = pd.read_csv(candidate, dtype=str)
-            return dict(zip(table["file"], table["split"]))
-    return {}
+            return candidate
+    return None
 
 
-def _hash_split(data: bytes) -> str:
-    """Deterministic split by content, so identical images always share a split."""
-    bucket = int(hashlib.sha1(data).hexdigest()[:8], 16) % 100
-    return "train" if bucket < 80 else ("val" if bucket < 90 else "test")
+def _utk_split_table(path: Path) -> dict[str, str]:
+    """The fixed split (file name -> train/val/test) from ``utkface_split.csv``, if there is one."""
+    table_file = _utk_split_file(path)
+    if table_file is None:
+        return {}
+    try:
+        table = pd.read_csv(table_file, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"{table_file.name}: not a readable CSV ({exc})") from exc
+    if not {"file", "split"} <= set(table.columns) or not set(table["split"]) <= set(SPLITS):
+        raise DataError(f"{table_file.name}: expected columns file,split with splits train/val/test")
+    return dict(zip(table["file"], table["split"]))
 
 
 def _median_relative_box(boxes: list, shapes: list) -> tuple[float, float, float, float]:
@@ -244,6 +322,13 @@ def _crop_faces(images: list[np.ndarray], boxes: list, spec: FaceSpec) -> list[n
 
 def _load_utk(path: Path, spec: FaceSpec) -> dict:
     split_table = _utk_split_table(path)
+    if split_table:
+        source = f"{path.name}: utkface_split.csv train / val / test (content-hash rule for files it does not list)"
+    else:
+        source = f"{path.name}: content hash of each file train / val / test (no utkface_split.csv beside the data)"
+        log.warning("%s: no utkface_split.csv beside it, so the split comes from each file's content hash: "
+                    "the project's split for utkface_96.tar, but for other copies of UTKFace (other bytes) "
+                    "the shipped models may have trained on some of these val/test faces", path.name)
     decoded, skipped = [], 0
     for name, data in iter_members(path):
         if not name.lower().endswith(IMAGE_SUFFIXES):
@@ -259,7 +344,7 @@ def _load_utk(path: Path, spec: FaceSpec) -> dict:
             log.warning("%s: skipping unreadable image %s", path.name, name)
             continue
         base = PurePosixPath(name).name
-        split = split_table.get(base) or _hash_split(data)
+        split = split_table.get(base) or _content_split(data)
         decoded.append((base, img, _detect_face(img), labels, split))
     images = _crop_faces([d[1] for d in decoded], [d[2] for d in decoded], spec)
     ys, splits, meta = [], [], []
@@ -269,15 +354,19 @@ def _load_utk(path: Path, spec: FaceSpec) -> dict:
         meta.append((base, age, gender, race, box is not None))
     if decoded:
         log.info("UTKFace: face detected in %d of %d images", sum(m[4] for m in meta), len(meta))
-    return {"x": images, "y": ys, "split": splits, "skipped": skipped,
+    return {"x": images, "y": ys, "split": splits, "skipped": skipped, "split_source": source,
             "meta": pd.DataFrame(meta, columns=["file", "age", "gender", "race", "detected"])}
 
 
 # -- caching and public API --------------------------------------------------------
 
 def _cache_file(kind: str, path: Path, spec: FaceSpec) -> Path:
+    """Cache name from everything the decoded set depends on: loader, file, spec, detector, split table."""
     stat = path.stat()
-    key = f"{LOADER_VERSION}|{kind}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{spec}"
+    table = _utk_split_file(path) if kind == "utk" else None
+    table_key = hashlib.sha1(table.read_bytes()).hexdigest() if table else "-"
+    key = (f"{LOADER_VERSION}|{kind}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{spec}"
+           f"|{FACE_IMAGE_DETECTOR}|{DETECT_WIDTH}|{table_key}")
     return app_paths().cache_dir / f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
@@ -301,7 +390,7 @@ def _load_all(kind: str, path: Path, spec: FaceSpec) -> dict:
                         + ("(expected <split>/<emotion>/<name>.jpg)" if kind == "fer"
                            else "(expected files named age_gender_race_date.jpg)"))
     data = {"x": np.stack(raw["x"]), "y": np.asarray(raw["y"]), "split": np.asarray(raw["split"]),
-            "skipped": np.asarray(raw["skipped"])}
+            "skipped": np.asarray(raw["skipped"]), "split_source": np.asarray(raw["split_source"])}
     to_save = dict(data)
     if "meta" in raw:
         data["meta"] = raw["meta"]
@@ -341,7 +430,7 @@ def load_dataset(task: str, path: Path | str, split: str = "train", fraction: fl
         class_names = list(GENDERS) if task == "gender" else []
         groups = data["meta"].iloc[idx].reset_index(drop=True)
     return FaceDataset(task, split, data["x"][idx], y, spec, str(path), class_names, groups,
-                       int(data["skipped"]))
+                       int(data["skipped"]), str(data["split_source"]))
 
 
 def inspect(task: str, path: Path | str, samples: int = 16, seed: int = 0) -> DataSummary:
@@ -349,7 +438,7 @@ def inspect(task: str, path: Path | str, samples: int = 16, seed: int = 0) -> Da
     spec = DEFAULT_SPECS[task]
     data = _load_all(data_kind(task), Path(path), spec)
     splits = {s: int((data["split"] == s).sum()) for s in SPLITS}
-    summary = DataSummary(task, str(path), splits, skipped=int(data["skipped"]))
+    summary = DataSummary(task, str(path), splits, skipped=int(data["skipped"]), split_source=str(data["split_source"]))
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(data["y"]), size=min(samples, len(data["y"])), replace=False)
     if task == "emotion":

@@ -59,7 +59,7 @@ def combine(cfg: EnsembleConfig) -> FitResult:
     cards = [read_card(p) for p in cfg.models]
     for path, card in zip(cfg.models, cards):
         if card.get("task") != cfg.task:
-            raise ValueError(f"{path} is a {card.get('task')} model, not {cfg.task}")
+            raise ValueError(f"{path} is a model for {card.get('task')}, not for {cfg.task}")
     if len({json.dumps(c["preprocess"], sort_keys=True) for c in cards}) != 1:
         raise ValueError("ensemble members were trained on differently preprocessed faces")
     model = build_ensemble([load_keras_model(Path(p)) for p in cfg.models], cfg.flip, name=f"{cfg.task}_ensemble")

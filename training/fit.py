@@ -213,8 +213,7 @@ def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details:
                    "gender": "probability of female"}[cfg.task],
         "dataset": {"source": Path(cfg.data).name, "train_split": "train", "val_split": "val",
                     "report_split": details["split"], "n_train": len(train),
-                    "split_names": ("FER2013 Training / PublicTest / PrivateTest" if cfg.task == "emotion"
-                                    else "UTKFace utkface_split.csv train / val / test"),
+                    "split_names": train.split_source,
                     "fraction": cfg.fraction, "skipped_images": train.skipped},
         "options": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
                     "augment": cfg.augment, "seed": cfg.seed, "precision": cfg.precision},

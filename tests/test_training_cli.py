@@ -1,0 +1,98 @@
+"""The seed design's networks layer by layer, and ``python -m training evaluate``'s one JSON line."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from keras import layers
+
+import core  # noqa: F401
+from core.config import EMOTIONS, SHIPPED_MODELS_DIR
+from training.builders import build_model, input_spec
+from training.cli import main
+from tests.training_data import small_fer_zip, small_utk_tar
+
+# (layer type, filters/units, kernel or pool size, strides, activation) as the seed design states them
+CONV128 = ("Conv2D", 128, 3, 1, "relu")
+POOL = ("MaxPooling2D", None, 3, 2, None)
+SEED = {
+    "age": [CONV128] * 3 + [POOL] + [CONV128] * 3 + [POOL]
+    + [("Flatten",), ("Dropout", 0.2), ("Dense", 1024, "relu"), ("Dense", 1024, "relu"), ("Dense", 1, "linear")],
+    "emotion": [CONV128] * 3 + [POOL] + [CONV128] * 3 + [POOL]
+    + [("Flatten",), ("Dropout", 0.2), ("Dense", 1024, "relu"), ("Dense", 1024, "relu"), ("Dense", 7, "softmax")],
+    "gender": [("Conv2D", 36, 3, 1, "relu"), POOL, ("Conv2D", 64, 3, 1, "relu"), POOL,
+               ("Conv2D", 128, 3, 1, "relu"), POOL]
+    + [("Flatten",), ("Dropout", 0.2), ("Dense", 512, "relu"), ("Dense", 512, "relu"), ("Dense", 1, "sigmoid")],
+}
+
+
+def _describe(layer) -> tuple:
+    kind = type(layer).__name__
+    if isinstance(layer, layers.Conv2D):
+        return kind, layer.filters, layer.kernel_size[0], layer.strides[0], layer.activation.__name__
+    if isinstance(layer, layers.MaxPooling2D):
+        return kind, None, layer.pool_size[0], layer.strides[0], None
+    if isinstance(layer, layers.Dropout):
+        return kind, layer.rate
+    if isinstance(layer, layers.Dense):
+        return kind, layer.units, layer.activation.__name__
+    return (kind,)
+
+
+def _expected_params(task: str) -> int:
+    """Parameter count worked out from the seed text (valid 3x3 convolutions on 48x48x3)."""
+    size, channels, total = 48, 3, 0
+    for item in SEED[task]:
+        if item[0] == "Conv2D":
+            total += (9 * channels + 1) * item[1]
+            size, channels = size - 2, item[1]
+        elif item[0] == "MaxPooling2D":
+            size = (size - 3) // 2 + 1
+        elif item[0] == "Dense":
+            total += (channels + 1) * item[1]
+            channels = item[1]
+        elif item[0] == "Flatten":
+            channels = size * size * channels
+    return total
+
+
+@pytest.mark.parametrize("task", ["age", "emotion", "gender"])
+def test_seed_networks_are_the_seed_design(task):
+    model = build_model(task, "seed")
+    assert model.input_shape[1:] == (48, 48, 3) == input_spec(task, "seed").input_shape
+    body = [_describe(layer) for layer in model.layers if not isinstance(layer, (layers.InputLayer, layers.Rescaling))]
+    assert body == SEED[task]
+    assert model.count_params() == _expected_params(task)
+
+
+def test_evaluate_prints_one_json_line_and_can_write_the_card(tmp_path, capsys):
+    data = small_utk_tar(tmp_path, {"train": 0, "val": 10, "test": 50})
+    for task, metric in (("age", "mae"), ("gender", "accuracy")):
+        model = tmp_path / f"{task}.keras"
+        shutil.copy(SHIPPED_MODELS_DIR / f"{task}.keras", model)
+        shutil.copy(SHIPPED_MODELS_DIR / f"{task}.json", tmp_path / f"{task}.json")
+        assert main(["evaluate", "--task", task, "--model", str(model), "--data", str(data)]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert len(lines) == 1
+        line = json.loads(lines[0])
+        assert line["split"] == "test" and line["n"] == 50 and 0 <= line[metric] < (30 if metric == "mae" else 1.0001)
+        assert main(["evaluate", "--task", task, "--model", str(model), "--data", str(data), "--split", "val",
+                     "--write-card"]) == 0
+        assert json.loads(capsys.readouterr().out)["split"] == "val"
+        card = json.loads((tmp_path / f"{task}.json").read_text())
+        assert card["metrics"]["split"] == "val" and card["metrics"]["n"] == 10
+        assert set(card["metrics_by_group"]) >= {"gender", "race", "age_band"}
+    assert main(["evaluate", "--task", "emotion", "--model", str(tmp_path / "age.keras"), "--data", str(data)]) == 2
+    assert "is a model for age, not for emotion" in capsys.readouterr().err
+
+
+def test_evaluate_emotion_reports_accuracy_and_recall_per_class(tmp_path, capsys):
+    data = small_fer_zip(tmp_path, {"PrivateTest": 8})
+    assert main(["evaluate", "--task", "emotion", "--model", str(SHIPPED_MODELS_DIR / "emotion.keras"),
+                 "--data", str(data)]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["n"] == 56 and 0 <= line["accuracy"] <= 1
+    assert list(line["per_class_recall"]) == list(EMOTIONS)
+    # accuracy is the support-weighted mean of the recalls (8 faces per class here)
+    assert line["accuracy"] == pytest.approx(sum(line["per_class_recall"].values()) / 7)
