@@ -3,7 +3,8 @@
 Live use runs all three networks on every face, so each must be cheap at batch 1
 (one face) and batch 4 (a small group). Runtime: the Keras model inside a
 ``tf.function`` (what ``core.models.TaskModel`` uses in the app), timed end to end
-from a uint8 numpy batch to a numpy result.
+from a uint8 numpy batch to a numpy result, on one TensorFlow thread as the Live
+page runs it (``--threads 0`` keeps TensorFlow's default pool).
 """
 import core  # noqa: F401  (first: safe native-library import order)
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.analyzer import limit_inference_threads
 from core.config import TASKS
 from core.models import TaskModel
 from core.registry import ModelRegistry, read_card
@@ -36,18 +38,27 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--models", nargs="+", metavar="FILE",
                         help="time these model.keras files (cards beside them) instead of the active models")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="TensorFlow threads per op, as the Live page sets them (0: TensorFlow's default)")
     args = parser.parse_args()
+    limited = limit_inference_threads(args.threads) if args.threads > 0 else False
     import keras
 
     registry = ModelRegistry()
-    print(f"runtime: keras {keras.__version__} ({keras.backend.backend()}) model in tf.function; "
+    backend = keras.backend.backend()
+    runtime = "tf.function over the Keras model" if backend == "tensorflow" else "Keras predict_on_batch"
+    print(f"runtime: keras {keras.__version__} ({backend}), {runtime}; "
+          f"{'%d TensorFlow thread(s) per op' % args.threads if limited else 'default thread pool'}; "
           f"{os.cpu_count()} CPU cores; {args.calls} calls after 20 warm-up calls")
+    print("why: it runs the trained model itself (no conversion that could drift from what was evaluated) "
+          "and is within the 3 ms per face budget; TFLite was faster only for the smallest networks")
     width = max([9, *(len(name) + 1 for name in args.models or [])])
     print(f"{'model':<{width}}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  {'b4 median':>10}{'b4 p95':>9}  (ms)")
     if args.models:
         models = [(p, TaskModel.load(Path(p), read_card(p))) for p in args.models]
     else:
         models = [(task, TaskModel.from_entry(registry.active(task))) for task in TASKS]
+        print("models: " + ", ".join(f"{task} {model.entry_id}" for task, model in models))
     for name, model in models:
         row = []
         for batch in (1, 4):

@@ -82,7 +82,8 @@ def test_evaluate_prints_one_json_line_and_can_write_the_card(tmp_path, capsys):
         assert json.loads(capsys.readouterr().out)["split"] == "val"
         card = json.loads((tmp_path / f"{task}.json").read_text())
         assert card["metrics"]["split"] == "val" and card["metrics"]["n"] == 10
-        assert set(card["metrics_by_group"]) >= {"gender", "race", "age_band"}
+        assert set(card["metrics_by_group"]) >= {"gender", "race", "age_band", "face_box"}
+        assert sum(g["n"] for g in card["metrics_by_group"]["face_box"].values()) == 10
     assert main(["evaluate", "--task", "emotion", "--model", str(tmp_path / "age.keras"), "--data", str(data)]) == 2
     assert "is a model for age, not for emotion" in capsys.readouterr().err
 
@@ -96,3 +97,19 @@ def test_evaluate_emotion_reports_accuracy_and_recall_per_class(tmp_path, capsys
     assert list(line["per_class_recall"]) == list(EMOTIONS)
     # accuracy is the support-weighted mean of the recalls (8 faces per class here)
     assert line["accuracy"] == pytest.approx(sum(line["per_class_recall"].values()) / 7)
+
+
+def test_set_margin_changes_the_live_crop_and_records_the_command(tmp_path, capsys):
+    from core.models import TaskModel
+    from core.registry import read_card
+
+    model = tmp_path / "gender.keras"
+    shutil.copy(SHIPPED_MODELS_DIR / "gender.keras", model)
+    shutil.copy(SHIPPED_MODELS_DIR / "gender.json", tmp_path / "gender.json")
+    before = read_card(model)["preprocess"]["margin"]
+    assert main(["set-margin", "--model", str(model), "--margin", "0.3", "--why", "measured"]) == 0
+    card = read_card(model)
+    assert TaskModel.load(model, card).spec.margin == 0.3
+    assert card["preprocess_note"] == "measured" and card["card_edits"][-1]["margin_before"] == before
+    assert main(["set-margin", "--model", str(model), "--margin", "1.5", "--why", "x"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err and read_card(model)["preprocess"]["margin"] == 0.3

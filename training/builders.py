@@ -4,8 +4,9 @@ Architectures:
 * ``default``: a VGG-style CNN with batch norm and global average pooling, sized
   per task so that all three networks together stay real-time on a 2-core CPU.
 * ``compact``: the same design at half width, for quick runs and slow machines.
-* ``seed``: the project's seed-design networks, reproduced as specified
-  (48x48x3 input, plain Conv2D stacks, Dense(1024)/Dense(512) heads).
+* ``seed``: the project's seed-design networks, layer for layer (48x48x3 input, plain
+  Conv2D stacks, Dense(1024)/Dense(512) heads) with its optimizer, losses, batch and
+  epochs; ``fit`` adds what it adds to every architecture (docs/training.md section 6).
 
 Every network takes ``uint8`` faces (the output of ``core.preprocess``) and scales
 them itself, so inference never has to remember how training normalised pixels.
@@ -24,7 +25,7 @@ from core.preprocess import FaceSpec
 ARCHITECTURES = {
     "default": "VGG-style CNN with batch norm, sized per task for real-time CPU inference (recommended)",
     "compact": "the default design at half width: faster to train and run, a little less accurate",
-    "seed": "the seed design's networks (128-filter conv stacks, dense 1024 head), as specified",
+    "seed": "the seed design's networks (128-filter conv stacks, dense 1024 head), layer for layer",
 }
 
 # Keras dtype policies a run can train under (``fit --precision``)

@@ -1,4 +1,4 @@
-"""``python -m training fit|evaluate|inspect`` — the training library from the shell."""
+"""``python -m training fit|ensemble|evaluate|set-margin|inspect`` — the training library from the shell."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--details", help="write the full evaluation (per class, per group, predictions) here")
     ev.add_argument("--write-card", action="store_true",
                     help="record these metrics (and per-group figures) in the model's card")
+    mar = sub.add_parser("set-margin", help="set the crop margin live inference uses for a model (recorded in its card)")
+    mar.add_argument("--model", required=True, help="model.keras file (its card.json or <name>.json beside it)")
+    mar.add_argument("--margin", required=True, type=float, help="share of the face box added on each side, 0-1")
+    mar.add_argument("--why", required=True, help="how the margin was chosen (kept in the card)")
     ins = sub.add_parser("inspect", help="validate a data set and print its counts")
     ins.add_argument("--task", required=True, choices=TASKS)
     ins.add_argument("--data", required=True)
@@ -105,6 +109,29 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def _run_set_margin(args) -> int:
+    """Live crops may need another margin than training used (FER2013 images are whole faces
+    framed wider than the detector's box); the card holds it, so the change is recorded there."""
+    from datetime import datetime, timezone
+
+    from core.preprocess import FaceSpec
+    from core.registry import card_path, write_json_atomic
+
+    if not 0.0 <= args.margin <= 1.0:
+        raise ValueError(f"--margin must be between 0 and 1, not {args.margin}")
+    card_file = card_path(Path(args.model))
+    card = json.loads(card_file.read_text())
+    before = card["preprocess"].get("margin", 0.0)
+    card["preprocess"] = FaceSpec.from_dict({**card["preprocess"], "margin": args.margin}).to_dict()
+    card["preprocess_note"] = args.why
+    card.setdefault("card_edits", []).append({
+        "command": "python -m training " + shlex.join(sys.argv[1:] if argv_from_cli() else []),
+        "margin_before": before, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json_atomic(card_file, card)
+    print(json.dumps({"model": str(args.model), "margin": args.margin, "margin_before": before}))
+    return 0
+
+
 def _run_inspect(args) -> int:
     from training.data import inspect
 
@@ -119,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from training.archives import DataError
 
-    commands = {"fit": _run_fit, "ensemble": _run_ensemble, "evaluate": _run_evaluate, "inspect": _run_inspect}
+    commands = {"fit": _run_fit, "ensemble": _run_ensemble, "evaluate": _run_evaluate, "inspect": _run_inspect,
+                "set-margin": _run_set_margin}
     try:
         return commands[args.command](args)
     except (DataError, FileNotFoundError, ValueError) as exc:  # bad data, paths or models: a message, not a trace

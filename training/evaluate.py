@@ -51,6 +51,12 @@ def _by_group(task: str, groups: pd.DataFrame, y_true: np.ndarray, y_pred: np.nd
         mask = (ages >= lo) & (ages < hi)
         if mask.any():
             out["age_band"][f"{lo}-{hi - 1}" if hi < 200 else f"{lo}+"] = _metrics(task, y_true[mask], y_pred[mask])
+    if "detected" in groups:
+        # faces the detector found are cut out as the live app cuts them; the rest at the median box:
+        # equal figures mean the fallback crop does not matter
+        found = groups["detected"].to_numpy().astype(bool)
+        out["face_box"] = {name: _metrics(task, y_true[mask], y_pred[mask])
+                           for name, mask in (("detector", found), ("median box (none found)", ~found)) if mask.any()}
     return out
 
 

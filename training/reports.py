@@ -19,7 +19,7 @@ Evaluations = Mapping[str, dict]
 
 # Keras log keys that are not model-quality metrics.
 _NON_METRIC_LOGS = {"loss", "val_loss", "learning_rate", "lr", "epoch"}
-GROUP_TITLES = {"gender": "gender", "race": "race", "age_band": "age band"}
+GROUP_TITLES = {"gender": "gender", "race": "race", "age_band": "age band", "face_box": "face box"}
 METRIC_TITLES = {"mae": "MAE (years)", "accuracy": "accuracy"}
 
 

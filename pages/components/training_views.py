@@ -174,7 +174,7 @@ def evaluation_views(task: str, evaluations: dict[str, dict], key: str) -> None:
         if reports.group_table(evaluations, "age_band").size:
             st.plotly_chart(reports.group_figure(evaluations, "age_band", "mae"), key=f"{key}_band")
     metric = reports.primary_metric(task)
-    for group in ("gender", "race") + (("age_band",) if task != "age" else ()):
+    for group in ("gender", "race") + (("age_band",) if task != "age" else ()) + ("face_box",):
         table = reports.group_table(evaluations, group)
         if table.size:
             st.markdown(f"**By {reports.GROUP_TITLES[group]}**")
