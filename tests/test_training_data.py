@@ -13,7 +13,7 @@ import pytest
 
 import core  # noqa: F401
 from training.archives import DataError, safe_extract
-from training.data import inspect, load_dataset, parse_utk_name
+from training.data import _content_split, inspect, load_dataset, parse_utk_name
 from tests.conftest import shared_path
 
 MALFORMED_UTK = {
@@ -135,6 +135,11 @@ def test_utk_without_the_split_file_reproduces_the_projects_split(tmp_path):
     assert len(got) == len(members)
     assert all(table[name] == split for name, split in got)
     assert {split for _, split in got} == {"train", "val", "test"}
+    # and the rule gives every one of the 23,708 files its split in utkface_split.csv
+    with tarfile.open(shared_path("data", "utkface_96.tar")) as tf:
+        by_rule = {Path(i.name).name: _content_split(tf.extractfile(i).read()) for i in tf if i.isfile()}
+    assert len(by_rule) == len(table) == 23708
+    assert sum(by_rule[name] == split for name, split in table.items()) == 23708
 
 
 def test_utk_uses_the_fixed_split_file_beside_the_data(tmp_path):
