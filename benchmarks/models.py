@@ -52,13 +52,13 @@ def main() -> None:
           f"{os.cpu_count()} CPU cores; {args.calls} calls after 20 warm-up calls")
     print("why: it runs the trained model itself (no conversion that could drift from what was evaluated) "
           "and is within the 3 ms per face budget; TFLite was faster only for the smallest networks")
-    width = max([9, *(len(name) + 1 for name in args.models or [])])
-    print(f"{'model':<{width}}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  {'b4 median':>10}{'b4 p95':>9}  (ms)")
     if args.models:
         models = [(p, TaskModel.load(Path(p), read_card(p))) for p in args.models]
     else:
         models = [(task, TaskModel.from_entry(registry.active(task))) for task in TASKS]
         print("models: " + ", ".join(f"{task} {model.entry_id}" for task, model in models))
+    width = max([9, *(len(name) + 1 for name in args.models or [])])
+    print(f"{'model':<{width}}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  {'b4 median':>10}{'b4 p95':>9}  (ms)")
     for name, model in models:
         row = []
         for batch in (1, 4):

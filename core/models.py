@@ -3,7 +3,7 @@
 A :class:`TaskModel` pairs a Keras model with its card (task, :class:`FaceSpec`,
 class names). ``prepare`` turns a frame plus face boxes into the input batch with
 the shared preprocessing; ``predict`` runs the network. With the TensorFlow backend
-the forward pass is a ``tf.function`` over the Keras model (1-2 ms per face on
+the forward pass is a ``tf.function`` over the Keras model (0.8-2.4 ms per face on
 2 cores, ``python -m benchmarks.models``), with no conversion step that could drift
 from the trained model.
 """
