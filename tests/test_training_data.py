@@ -13,7 +13,7 @@ import pytest
 
 import core  # noqa: F401
 from training.archives import DataError, safe_extract
-from training.data import _content_split, inspect, load_dataset, parse_utk_name
+from training.data import CARVED_VAL, HASH_SPLIT_CAVEAT, _content_split, inspect, load_dataset, parse_utk_name
 from tests.conftest import shared_path
 
 MALFORMED_UTK = {
@@ -133,6 +133,7 @@ def test_utk_without_the_split_file_reproduces_the_projects_split(tmp_path):
         got += [(name, split) for name in data.groups["file"]]
         assert "content hash" in data.split_source
     assert len(got) == len(members)
+    assert inspect("age", tmp_path / "utk.tar").split_caveat == HASH_SPLIT_CAVEAT  # the page shows it
     assert all(table[name] == split for name, split in got)
     assert {split for _, split in got} == {"train", "val", "test"}
     # and the rule gives every one of the 23,708 files its split in utkface_split.csv
@@ -148,8 +149,8 @@ def test_utk_uses_the_fixed_split_file_beside_the_data(tmp_path):
     table = pd.read_csv(shared_path("data", "utkface_split.csv"))
     table.to_csv(tmp_path / "utkface_split.csv", index=False)
     expected = table.set_index("file").loc[[m[0] for m in members], "split"].value_counts().to_dict()
-    got = {k: v for k, v in inspect("age", tmp_path / "utk.tar").splits.items() if v}
-    assert got == expected
+    summary = inspect("age", tmp_path / "utk.tar")
+    assert {k: v for k, v in summary.splits.items() if v} == expected and not summary.split_caveat
 
 
 def test_fer_csv_errors_name_the_file_and_problem(tmp_path):
@@ -186,7 +187,7 @@ def test_fer_folders_without_usage_prefixes_get_a_validation_split(tmp_path):
     summary = inspect("emotion", archive)
     assert summary.splits["test"] == 7 * 20 and summary.splits["train"] + summary.splits["val"] == 7 * 20
     assert 0 < summary.splits["val"] < summary.splits["train"]
-    assert "val = the training images whose content hash" in summary.split_source
+    assert summary.split_source.endswith(CARVED_VAL) and not summary.split_caveat
     again = tmp_path / "again.zip"
     archive.rename(again)
     assert inspect("emotion", again).splits == summary.splits  # fixed, not random

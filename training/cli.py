@@ -60,6 +60,11 @@ def argv_from_cli() -> bool:
     return Path(sys.argv[0]).name in ("__main__.py", "training")
 
 
+def _command_line() -> str:
+    """This invocation as a command to record in a card."""
+    return "python -m training " + shlex.join(sys.argv[1:] if argv_from_cli() else [])
+
+
 def _report(result) -> int:
     """What fit and ensemble print: the metrics line, and where the model went."""
     print(json.dumps(result.card["metrics"]))
@@ -103,7 +108,7 @@ def _run_evaluate(args) -> int:
     if args.write_card:
         card["metrics"] = summary_line(details)
         card["metrics_by_group"] = details.get("by_group", {})
-        card["evaluated_with"] = "python -m training " + shlex.join(sys.argv[1:] if argv_from_cli() else [])
+        card["evaluated_with"] = _command_line()
         write_json_atomic(card_file, card)
     print(json.dumps(summary_line(details)))
     return 0
@@ -125,7 +130,7 @@ def _run_set_margin(args) -> int:
     card["preprocess"] = FaceSpec.from_dict({**card["preprocess"], "margin": args.margin}).to_dict()
     card["preprocess_note"] = args.why
     card.setdefault("card_edits", []).append({
-        "command": "python -m training " + shlex.join(sys.argv[1:] if argv_from_cli() else []),
+        "command": _command_line(),
         "margin_before": before, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     write_json_atomic(card_file, card)
     print(json.dumps({"model": str(args.model), "margin": args.margin, "margin_before": before}))

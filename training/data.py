@@ -30,7 +30,7 @@ from core.preprocess import FaceSpec, preprocess_face
 from training.archives import DataError, archive_kind, iter_members
 
 log = logging.getLogger(__name__)
-LOADER_VERSION = 5
+LOADER_VERSION = 6
 SPLITS = ("train", "val", "test")
 FER_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 FER_FOLDER_SPLIT = {"train": "train", "training": "train", "val": "val", "validation": "val",
@@ -46,6 +46,11 @@ DEFAULT_SPECS = {
     "gender": FaceSpec(size=64, channels=3, margin=0.2),
 }
 UTK_NAME = re.compile(r"^(\d+)_(\d+)_([^_]*)_?")
+CARVED_VAL = "; none marked for validation, so val = the training images whose content hash falls in a fixed 10% band"
+HASH_SPLIT_CAVEAT = ("No utkface_split.csv beside this data, so each image's split comes from its content hash. "
+                     "That reproduces the project's split for utkface_96.tar; for another copy of UTKFace (other "
+                     "bytes) the shipped models may have trained on some of these validation/test faces, which "
+                     "flatters them in a side-by-side evaluation.")
 
 __all__ = ["DataError", "FaceDataset", "DataSummary", "load_dataset", "inspect", "parse_utk_name"]
 
@@ -83,6 +88,7 @@ class DataSummary:
     samples: list[tuple[np.ndarray, str]] = field(default_factory=list)
     skipped: int = 0
     split_source: str = ""
+    split_caveat: str = ""  # set when the split may not be the one the shipped models were tested on
 
 
 def data_kind(task: str) -> str:
@@ -163,13 +169,13 @@ def _fer_csv_faces(frame: pd.DataFrame, name: str, spec: FaceSpec) -> dict:
         contents.append(img.tobytes())
     source = f"{name}: Usage column, train Training / val PublicTest / test PrivateTest"
     if _carve_val(splits, contents):
-        source += "; no PublicTest rows, so val = the Training rows whose content hash falls in a fixed 10% band"
+        source += CARVED_VAL
     return {"x": _fer_faces(images, spec), "y": labels, "split": splits, "skipped": skipped,
             "split_source": source}
 
 
-def _fer_member_label(name: str) -> tuple[int, str, str] | None:
-    """(class index, split, how the split was read: 'usage' prefix, 'folder' or 'none')."""
+def _fer_member_label(name: str) -> tuple[int, str, bool] | None:
+    """(class index, split, whether the split came from a Usage prefix rather than the folders)."""
     parts = PurePosixPath(name).parts
     if len(parts) < 2 or not name.lower().endswith(IMAGE_SUFFIXES):
         return None
@@ -179,25 +185,24 @@ def _fer_member_label(name: str) -> tuple[int, str, str] | None:
     prefix = parts[-1].split("_", 1)[0]
     split = FER_USAGE.get(prefix)
     if split is not None:
-        return EMOTIONS.index(cls), split, "usage"
+        return EMOTIONS.index(cls), split, True
     folder = next((FER_FOLDER_SPLIT[p.lower()] for p in reversed(parts[:-2]) if p.lower() in FER_FOLDER_SPLIT), None)
-    return EMOTIONS.index(cls), folder or "train", "folder" if folder else "none"
+    return EMOTIONS.index(cls), folder or "train", False
 
 
-def _fer_split_source(name: str, how: set[str], carved: bool) -> str:
-    if how == {"usage"}:
+def _fer_split_source(name: str, prefixed: set[bool], carved: bool) -> str:
+    """In words, for the card: ``prefixed`` holds, per image, whether a Usage prefix gave its split."""
+    if prefixed == {True}:
         text = "file-name prefixes, train Training / val PublicTest / test PrivateTest"
     else:
         text = "folders train / val / test (images outside them: train)"
-        if how & {"usage"}:
+        if True in prefixed:
             text = "file-name prefixes (Training / PublicTest / PrivateTest) where present, else " + text
-    if carved:
-        text += "; no validation images, so val = the training images whose content hash falls in a fixed 10% band"
-    return f"{name}: {text}"
+    return f"{name}: {text}" + (CARVED_VAL if carved else "")
 
 
 def _load_fer_images(path: Path, spec: FaceSpec) -> dict:
-    images, labels, splits, contents, how, skipped = [], [], [], [], set(), 0
+    images, labels, splits, contents, prefixed, skipped = [], [], [], [], set(), 0
     csv_member: tuple[str, bytes] | None = None
     for name, data in iter_members(path):
         label = _fer_member_label(name)
@@ -214,14 +219,14 @@ def _load_fer_images(path: Path, spec: FaceSpec) -> dict:
         labels.append(label[0])
         splits.append(label[1])
         contents.append(data)
-        how.add(label[2])
+        prefixed.add(label[2])
     if not images and csv_member is not None:
         name, data = csv_member
         member = f"{path.name}/{PurePosixPath(name).name}"
         return _fer_csv_faces(_read_fer_csv(io.BytesIO(data), member), member, spec)
     carved = _carve_val(splits, contents)
     return {"x": _fer_faces(images, spec), "y": labels, "split": splits, "skipped": skipped,
-            "split_source": _fer_split_source(path.name, how, carved)}
+            "split_source": _fer_split_source(path.name, prefixed, carved)}
 
 
 def _fer_faces(images: list[np.ndarray], spec: FaceSpec) -> list[np.ndarray]:
@@ -324,11 +329,11 @@ def _load_utk(path: Path, spec: FaceSpec) -> dict:
     split_table = _utk_split_table(path)
     if split_table:
         source = f"{path.name}: utkface_split.csv train / val / test (content-hash rule for files it does not list)"
+        caveat = ""
     else:
         source = f"{path.name}: content hash of each file train / val / test (no utkface_split.csv beside the data)"
-        log.warning("%s: no utkface_split.csv beside it, so the split comes from each file's content hash: "
-                    "the project's split for utkface_96.tar, but for other copies of UTKFace (other bytes) "
-                    "the shipped models may have trained on some of these val/test faces", path.name)
+        caveat = HASH_SPLIT_CAVEAT
+        log.warning("%s: %s", path.name, caveat)
     decoded, skipped = [], 0
     for name, data in iter_members(path):
         if not name.lower().endswith(IMAGE_SUFFIXES):
@@ -354,7 +359,7 @@ def _load_utk(path: Path, spec: FaceSpec) -> dict:
         meta.append((base, age, gender, race, box is not None))
     if decoded:
         log.info("UTKFace: face detected in %d of %d images", sum(m[4] for m in meta), len(meta))
-    return {"x": images, "y": ys, "split": splits, "skipped": skipped, "split_source": source,
+    return {"x": images, "y": ys, "split": splits, "skipped": skipped, "split_source": source, "split_caveat": caveat,
             "meta": pd.DataFrame(meta, columns=["file", "age", "gender", "race", "detected"])}
 
 
@@ -390,7 +395,8 @@ def _load_all(kind: str, path: Path, spec: FaceSpec) -> dict:
                         + ("(expected <split>/<emotion>/<name>.jpg)" if kind == "fer"
                            else "(expected files named age_gender_race_date.jpg)"))
     data = {"x": np.stack(raw["x"]), "y": np.asarray(raw["y"]), "split": np.asarray(raw["split"]),
-            "skipped": np.asarray(raw["skipped"]), "split_source": np.asarray(raw["split_source"])}
+            "skipped": np.asarray(raw["skipped"]), "split_source": np.asarray(raw["split_source"]),
+            "split_caveat": np.asarray(raw.get("split_caveat", ""))}
     to_save = dict(data)
     if "meta" in raw:
         data["meta"] = raw["meta"]
@@ -438,7 +444,8 @@ def inspect(task: str, path: Path | str, samples: int = 16, seed: int = 0) -> Da
     spec = DEFAULT_SPECS[task]
     data = _load_all(data_kind(task), Path(path), spec)
     splits = {s: int((data["split"] == s).sum()) for s in SPLITS}
-    summary = DataSummary(task, str(path), splits, skipped=int(data["skipped"]), split_source=str(data["split_source"]))
+    summary = DataSummary(task, str(path), splits, skipped=int(data["skipped"]), split_source=str(data["split_source"]),
+                          split_caveat=str(data["split_caveat"]))
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(data["y"]), size=min(samples, len(data["y"])), replace=False)
     if task == "emotion":

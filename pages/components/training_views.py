@@ -48,11 +48,8 @@ def data_summary(summary) -> None:
     cols[-1].metric("skipped (unreadable/unlabelled)", f"{summary.skipped:,}")
     if summary.split_source:
         st.caption(f"Split: {summary.split_source}")
-    if "content hash" in summary.split_source and summary.task != "emotion":
-        st.warning("No utkface_split.csv beside this data, so each image's split comes from its content hash. "
-                   "That reproduces the project's split for utkface_96.tar; for another copy of UTKFace "
-                   "the shipped models may have trained on some of these validation/test faces, which "
-                   "flatters them in the side-by-side evaluation.")
+    if summary.split_caveat:
+        st.warning(summary.split_caveat)
     left, right = st.columns(2)
     if summary.class_counts:
         title = "Images per emotion" if summary.task == "emotion" else "Images per gender"
