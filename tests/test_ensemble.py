@@ -78,6 +78,17 @@ def test_warm_restart_then_ensemble_records_every_run_on_real_faces(tmp_path, ca
     assert card["params"] == 2 * first.card["params"]
     assert card["metrics"]["n"] == result.evaluation["n"] == 56   # 8 PrivateTest faces x 7 classes
 
+    # a card written before FaceSpec had ``recrop`` still combines; another margin does not
+    card_file = tmp_path / "second" / "card.json"
+    older = json.loads(card_file.read_text())
+    del older["preprocess"]["recrop"]
+    card_file.write_text(json.dumps(older))
+    combine(EnsembleConfig(task="emotion", data=data, models=[str(first.model_path), str(second.model_path)]))
+    older["preprocess"]["margin"] = 0.3
+    card_file.write_text(json.dumps(older))
+    with pytest.raises(ValueError, match="differently preprocessed"):
+        combine(EnsembleConfig(task="emotion", data=data, models=[str(first.model_path), str(second.model_path)]))
+
     with pytest.raises(ValueError, match="does not match"):
         fit(FitConfig(task="emotion", data=data, arch="default", epochs=1, init=str(first.model_path)))
     # the CLI turns a wrong member into a message and exit code 2, not a traceback

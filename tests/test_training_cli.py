@@ -9,7 +9,7 @@ from keras import layers
 
 import core  # noqa: F401
 from core.config import EMOTIONS, SHIPPED_MODELS_DIR
-from training.builders import build_model, input_spec
+from training.builders import TASK_WIDTH, build_model, input_spec
 from training.cli import main
 from tests.training_data import small_fer_zip, small_utk_tar
 
@@ -64,6 +64,18 @@ def test_seed_networks_are_the_seed_design(task):
     body = [_describe(layer) for layer in model.layers if not isinstance(layer, (layers.InputLayer, layers.Rescaling))]
     assert body == SEED[task]
     assert model.count_params() == _expected_params(task)
+
+
+@pytest.mark.parametrize("task", ["age", "emotion", "gender"])
+def test_compact_and_wide_scale_every_convolution_of_the_default_design(task):
+    def filters(arch):
+        return [layer.filters for layer in build_model(task, arch).layers if isinstance(layer, layers.Conv2D)]
+
+    default = filters("default")
+    assert default[0] == TASK_WIDTH[task] and default[-1] == 8 * TASK_WIDTH[task]
+    assert filters("compact") == [f // 2 for f in default]
+    assert filters("wide") == [f * 3 // 2 for f in default]
+    assert build_model(task, "wide").count_params() > 2 * build_model(task, "default").count_params()
 
 
 def test_evaluate_prints_one_json_line_and_can_write_the_card(tmp_path, capsys):

@@ -4,6 +4,8 @@ Architectures:
 * ``default``: a VGG-style CNN with batch norm and global average pooling, sized
   per task so that all three networks together stay real-time on a 2-core CPU.
 * ``compact``: the same design at half width, for quick runs and slow machines.
+* ``wide``: the same design at 1.5x width (about 2.2x the parameters and compute), for
+  tasks where ``default`` underfits (gender: training accuracy barely above validation).
 * ``seed``: the project's seed-design networks, layer for layer (48x48x3 input, plain
   Conv2D stacks, Dense(1024)/Dense(512) heads) with its optimizer, losses, batch and
   epochs; ``fit`` adds what it adds to every architecture (docs/training.md section 6).
@@ -25,6 +27,7 @@ from core.preprocess import FaceSpec
 ARCHITECTURES = {
     "default": "VGG-style CNN with batch norm, sized per task for real-time CPU inference (recommended)",
     "compact": "the default design at half width: faster to train and run, a little less accurate",
+    "wide": "the default design at 1.5x width: about 2.2x the compute, for tasks where default underfits",
     "seed": "the seed design's networks (128-filter conv stacks, dense 1024 head), layer for layer",
 }
 
@@ -122,6 +125,7 @@ def _seed_body(task: str, x):
 
 
 TASK_WIDTH = {"emotion": 24, "age": 24, "gender": 16}
+WIDTH_FACTOR = {"default": 1.0, "compact": 0.5, "wide": 1.5}
 
 
 def build_model(task: str, arch: str = "default", spec: FaceSpec | None = None,
@@ -135,7 +139,7 @@ def build_model(task: str, arch: str = "default", spec: FaceSpec | None = None,
     if arch == "seed":
         x = _seed_body(task, x)
     else:
-        width = TASK_WIDTH[task] // (2 if arch == "compact" else 1)
+        width = int(TASK_WIDTH[task] * WIDTH_FACTOR[arch])
         x = _vgg_body(x, width, dropout=0.5 if task == "emotion" else 0.3)
     return keras.Model(inputs, _head(task, x, age_bias), name=f"{task}_{arch}")
 

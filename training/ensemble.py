@@ -7,7 +7,6 @@ that lists every command needed to reproduce its members.
 """
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 from dataclasses import dataclass
@@ -60,23 +59,25 @@ def combine(cfg: EnsembleConfig) -> FitResult:
     for path, card in zip(cfg.models, cards):
         if card.get("task") != cfg.task:
             raise ValueError(f"{path} is a model for {card.get('task')}, not for {cfg.task}")
-    if len({json.dumps(c["preprocess"], sort_keys=True) for c in cards}) != 1:
-        raise ValueError("ensemble members were trained on differently preprocessed faces")
+    # compared as FaceSpecs: cards written before a field existed hold its default implicitly
+    specs = {FaceSpec.from_dict(c["preprocess"]) for c in cards}
+    if len(specs) != 1:
+        raise ValueError(f"ensemble members were trained on differently preprocessed faces: {sorted(map(str, specs))}")
     model = build_ensemble([load_keras_model(Path(p)) for p in cfg.models], cfg.flip, name=f"{cfg.task}_ensemble")
     first = cards[0]
-    spec = FaceSpec.from_dict(first["preprocess"])
+    spec = specs.pop()
     test = load_dataset(cfg.task, cfg.data, "test", spec=spec)
-    details = evaluate(TaskModel(cfg.task, model, {"task": cfg.task, "preprocess": first["preprocess"],
+    details = evaluate(TaskModel(cfg.task, model, {"task": cfg.task, "preprocess": spec.to_dict(),
                                                      "class_names": first["class_names"]}), test)
     runs: list[dict] = []
     for card in cards:
         runs += [r for r in training_runs(card) if r not in runs]
     card = {
-        "task": cfg.task, "architecture": first["architecture"],
+        "task": cfg.task, "architecture": "+".join(dict.fromkeys(c["architecture"] for c in cards)),
         "ensemble": {"members": [{"model": p, "command": c.get("command"), "params": c.get("params")}
                                  for p, c in zip(cfg.models, cards)],
                      "mirror_average": cfg.flip},
-        "input_shape": first["input_shape"], "preprocess": first["preprocess"], "class_names": first["class_names"],
+        "input_shape": first["input_shape"], "preprocess": spec.to_dict(), "class_names": first["class_names"],
         "output": first["output"], "dataset": first["dataset"],
         "epochs": sum(int(r["epochs"] or 0) for r in runs), "training_runs": runs,
         "params": int(model.count_params()),
