@@ -78,6 +78,11 @@ def test_warm_restart_then_ensemble_records_every_run_on_real_faces(tmp_path, ca
     assert card["params"] == 2 * first.card["params"]
     assert card["metrics"]["n"] == result.evaluation["n"] == 56   # 8 PrivateTest faces x 7 classes
 
+    # a combined model can be a member again: the card still lists the fit runs, each once
+    nested = combine(EnsembleConfig(task="emotion", data=data, flip=False,
+                                    models=[str(tmp_path / "combined" / "model.keras"), str(first.model_path)]))
+    assert nested.card["training_runs"] == card["training_runs"] and nested.card["epochs"] == 2
+
     # a card written before FaceSpec had ``recrop`` still combines; another margin does not
     card_file = tmp_path / "second" / "card.json"
     older = json.loads(card_file.read_text())

@@ -45,7 +45,10 @@ class EnsembleConfig:
 
 
 def training_runs(card: dict) -> list[dict]:
-    """The fit runs behind a card, oldest first (a warm-started run lists its starting model's runs first)."""
+    """The fit runs behind a card, oldest first (a warm-started run lists its starting model's runs first;
+    a combined model, its members' runs)."""
+    if "training_runs" in card:
+        return list(card["training_runs"])
     runs, init = [], card.get("init")
     while init:
         runs.insert(0, {"command": init.get("command"), "epochs": init.get("epochs")})
