@@ -82,6 +82,7 @@ def test_warm_restart_then_ensemble_records_every_run_on_real_faces(tmp_path, ca
     nested = combine(EnsembleConfig(task="emotion", data=data, flip=False,
                                     models=[str(tmp_path / "combined" / "model.keras"), str(first.model_path)]))
     assert nested.card["training_runs"] == card["training_runs"] and nested.card["epochs"] == 2
+    assert nested.card["architecture"] == "compact"
 
     # a card written before FaceSpec had ``recrop`` still combines; another margin does not
     card_file = tmp_path / "second" / "card.json"

@@ -76,7 +76,7 @@ def combine(cfg: EnsembleConfig) -> FitResult:
     for card in cards:
         runs += [r for r in training_runs(card) if r not in runs]
     card = {
-        "task": cfg.task, "architecture": "+".join(dict.fromkeys(c["architecture"] for c in cards)),
+        "task": cfg.task, "architecture": "+".join(dict.fromkeys(a for c in cards for a in c["architecture"].split("+"))),
         "ensemble": {"members": [{"model": p, "command": c.get("command"), "params": c.get("params")}
                                  for p, c in zip(cfg.models, cards)],
                      "mirror_average": cfg.flip},
