@@ -67,7 +67,7 @@ def test_seed_networks_are_the_seed_design(task):
 
 
 @pytest.mark.parametrize("task", ["age", "emotion", "gender"])
-def test_compact_and_wide_scale_every_convolution_of_the_default_design(task):
+def test_compact_wide_and_large_scale_every_convolution_of_the_default_design(task):
     def filters(arch):
         return [layer.filters for layer in build_model(task, arch).layers if isinstance(layer, layers.Conv2D)]
 
@@ -75,6 +75,7 @@ def test_compact_and_wide_scale_every_convolution_of_the_default_design(task):
     assert default[0] == TASK_WIDTH[task] and default[-1] == 8 * TASK_WIDTH[task]
     assert filters("compact") == [f // 2 for f in default]
     assert filters("wide") == [f * 3 // 2 for f in default]
+    assert filters("large") == [f * 5 // 2 for f in default]
     assert build_model(task, "wide").count_params() > 2 * build_model(task, "default").count_params()
 
 

@@ -6,6 +6,7 @@ Architectures:
 * ``compact``: the same design at half width, for quick runs and slow machines.
 * ``wide``: the same design at 1.5x width (about 2.2x the parameters and compute), for
   tasks where ``default`` underfits (gender: training accuracy barely above validation).
+* ``large``: 2.5x width, a teacher for distillation (``fit --teacher``) rather than a live model.
 * ``seed``: the project's seed-design networks, layer for layer (48x48x3 input, plain
   Conv2D stacks, Dense(1024)/Dense(512) heads) with its optimizer, losses, batch and
   epochs; ``fit`` adds what it adds to every architecture (docs/training.md section 6).
@@ -28,6 +29,8 @@ ARCHITECTURES = {
     "default": "VGG-style CNN with batch norm, sized per task for real-time CPU inference (recommended)",
     "compact": "the default design at half width: faster to train and run, a little less accurate",
     "wide": "the default design at 1.5x width: about 2.2x the compute, for tasks where default underfits",
+    "large": "the default design at 2.5x width: about 6x the compute; too slow for live use on a CPU, "
+             "meant as a teacher to distil from (fit --teacher), trained on a GPU",
     "seed": "the seed design's networks (128-filter conv stacks, dense 1024 head), layer for layer",
 }
 
@@ -125,7 +128,7 @@ def _seed_body(task: str, x):
 
 
 TASK_WIDTH = {"emotion": 24, "age": 24, "gender": 16}
-WIDTH_FACTOR = {"default": 1.0, "compact": 0.5, "wide": 1.5}
+WIDTH_FACTOR = {"default": 1.0, "compact": 0.5, "wide": 1.5, "large": 2.5}
 
 
 def build_model(task: str, arch: str = "default", spec: FaceSpec | None = None,

@@ -1,4 +1,4 @@
-"""``python -m training fit|ensemble|evaluate|set-margin|inspect`` — the training library from the shell."""
+"""``python -m training fit|ensemble|evaluate|set-margin|inspect|pack`` — the training library from the shell."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,19 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--init", help="start from this trained model's weights (same task and architecture)")
     fit.add_argument("--precision", default="float32", choices=sorted(PRECISIONS),
                      help="mixed_bfloat16: bfloat16 compute, float32 weights; faster on CPUs with AVX512-BF16")
+    fit.add_argument("--teacher", action="append", default=[],
+                     help="distil from this trained model (repeat for several; their mean prediction is used)")
+    fit.add_argument("--distill", type=float, default=0.5,
+                     help="weight of the teachers' predictions in the training targets (0-1)")
+    fit.add_argument("--report-split", default="test", choices=("val", "test"),
+                     help="split to report on after training (val for a pack without the test split)")
+    fit.add_argument("--workers", type=int, default=2, help="augmentation threads")
+    pk = sub.add_parser("pack", help="write a task's preprocessed faces to one compact .npz to train from elsewhere")
+    pk.add_argument("--task", required=True, choices=TASKS)
+    pk.add_argument("--data", required=True)
+    pk.add_argument("--out", required=True, help="the .npz file to write")
+    pk.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=("train", "val", "test"))
+    pk.add_argument("--quality", type=int, default=101, help="WebP quality 1-100, or 101 for lossless (default)")
     ens = sub.add_parser("ensemble", help="combine trained models of one task (and their mirror views) into one")
     ens.add_argument("--task", required=True, choices=TASKS)
     ens.add_argument("--models", required=True, nargs="+", help="member model.keras files (cards beside them)")
@@ -77,8 +90,17 @@ def _run_fit(args) -> int:
 
     cfg = FitConfig(task=args.task, data=args.data, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.lr, augment=not args.no_augment, fraction=args.fraction, seed=args.seed,
-                    out=args.out, progress=args.progress, init=args.init, precision=args.precision)
+                    out=args.out, progress=args.progress, init=args.init, precision=args.precision,
+                    teachers=tuple(args.teacher), distill=args.distill, report_split=args.report_split,
+                    workers=args.workers)
     return _report(fit(cfg))
+
+
+def _run_pack(args) -> int:
+    from training.pack import pack
+
+    print(json.dumps(pack(args.task, args.data, args.out, args.splits, args.quality)))
+    return 0
 
 
 def _run_ensemble(args) -> int:
@@ -152,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.archives import DataError
 
     commands = {"fit": _run_fit, "ensemble": _run_ensemble, "evaluate": _run_evaluate, "inspect": _run_inspect,
-                "set-margin": _run_set_margin}
+                "set-margin": _run_set_margin, "pack": _run_pack}
     try:
         return commands[args.command](args)
     except (DataError, FileNotFoundError, ValueError) as exc:  # bad data, paths or models: a message, not a trace

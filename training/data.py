@@ -28,6 +28,7 @@ from core.config import EMOTIONS, app_paths
 from core.detection import DetectorSettings, HaarFaceDetector
 from core.preprocess import FaceSpec, preprocess_face
 from training.archives import DataError, archive_kind, iter_members
+from training.pack import is_pack, load_pack
 
 log = logging.getLogger(__name__)
 LOADER_VERSION = 6
@@ -379,6 +380,8 @@ def _load_all(kind: str, path: Path, spec: FaceSpec) -> dict:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    if is_pack(path):  # already decoded and cropped: nothing to cache
+        return load_pack(path, kind, spec)
     cache = _cache_file(kind, path, spec)
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as npz:

@@ -53,7 +53,36 @@ def training_runs(card: dict) -> list[dict]:
     while init:
         runs.insert(0, {"command": init.get("command"), "epochs": init.get("epochs")})
         init = init.get("init")
-    return [*runs, {"command": card.get("command"), "epochs": card.get("epochs")}]
+    return [*_teacher_runs(card), *runs, {"command": card.get("command"), "epochs": card.get("epochs")}]
+
+
+def merge_runs(groups) -> list[dict]:
+    """The runs of several lists, each once, in order of first appearance. A run that taught one
+    member and is part of another (its warm-start chain or a member itself) counts as trained."""
+    runs: list[dict] = []
+    for group in groups:
+        for run in group:
+            same = next((i for i, known in enumerate(runs) if known["command"] == run["command"]), None)
+            if same is None:
+                runs.append(run)
+            elif runs[same].get("role") and not run.get("role"):
+                runs[same] = run
+    return runs
+
+
+def _teacher_runs(card: dict) -> list[dict]:
+    """The runs behind a distilled model's teachers (``role: teacher``: they shaped its targets,
+    but their epochs are not the model's own)."""
+    groups = []
+    for teacher in card.get("teachers", []):
+        found = teacher.get("training_runs")
+        if found is None:
+            try:
+                found = training_runs(read_card(Path(teacher["model"])))
+            except FileNotFoundError:  # the teacher's card is not at hand: its command is all we know
+                found = [{"command": teacher.get("command"), "epochs": None}]
+        groups.append([{**r, "role": "teacher"} for r in found])
+    return merge_runs(groups)
 
 
 def combine(cfg: EnsembleConfig) -> FitResult:
@@ -72,9 +101,7 @@ def combine(cfg: EnsembleConfig) -> FitResult:
     test = load_dataset(cfg.task, cfg.data, "test", spec=spec)
     details = evaluate(TaskModel(cfg.task, model, {"task": cfg.task, "preprocess": spec.to_dict(),
                                                      "class_names": first["class_names"]}), test)
-    runs: list[dict] = []
-    for card in cards:
-        runs += [r for r in training_runs(card) if r not in runs]
+    runs = merge_runs(training_runs(card) for card in cards)
     card = {
         "task": cfg.task, "architecture": "+".join(dict.fromkeys(a for c in cards for a in c["architecture"].split("+"))),
         "ensemble": {"members": [{"model": p, "command": c.get("command"), "params": c.get("params")}
@@ -82,7 +109,7 @@ def combine(cfg: EnsembleConfig) -> FitResult:
                      "mirror_average": cfg.flip},
         "input_shape": first["input_shape"], "preprocess": spec.to_dict(), "class_names": first["class_names"],
         "output": first["output"], "dataset": first["dataset"],
-        "epochs": sum(int(r["epochs"] or 0) for r in runs), "training_runs": runs,
+        "epochs": sum(int(r["epochs"] or 0) for r in runs if r.get("role") != "teacher"), "training_runs": runs,
         "params": int(model.count_params()),
         "metrics": summary_line(details), "metrics_by_group": details.get("by_group", {}),
         "command": cfg.command(),

@@ -53,6 +53,10 @@ class FitConfig:
     progress: str | None = None
     init: str | None = None  # start from this model's weights (a warm restart) instead of random ones
     precision: str = "float32"  # or "mixed_bfloat16": float32 weights, bfloat16 compute (see PRECISIONS)
+    teachers: tuple[str, ...] = ()  # distil from these trained models' predictions (see soft_targets)
+    distill: float = 0.5  # weight of the teachers' predictions in the targets (1 - it for the labels)
+    report_split: str = "test"  # "val" where the data holds no test split (a pack made for training)
+    workers: int = 2  # augmentation threads (results do not depend on it)
 
     def resolved(self) -> "FitConfig":
         base = recipe(self.task, self.arch)
@@ -71,6 +75,12 @@ class FitConfig:
             args += ["--init", self.init]
         if self.precision != "float32":
             args += ["--precision", self.precision]
+        for teacher in self.teachers:
+            args += ["--teacher", teacher]
+        if self.teachers:
+            args += ["--distill", str(self.distill)]
+        if self.report_split != "test":
+            args += ["--report-split", self.report_split]
         if self.out:
             args += ["--out", self.out]
         return shlex.join(args)
@@ -205,6 +215,31 @@ def _targets(task: str, y: np.ndarray) -> np.ndarray:
     return y.astype(np.float32).reshape(-1, 1)
 
 
+def soft_targets(task: str, teachers: tuple[str, ...], x: np.ndarray, y: np.ndarray, weight: float) -> np.ndarray:
+    """Training targets blended from the labels and the teachers' mean prediction (each teacher on
+    the face and its mirror image): knowledge distillation.
+
+    A small network learns more from a strong ensemble's graded answers (how fearful, how
+    old) than from hard labels alone, at no cost at inference time. The teachers see each
+    face once, un-augmented; the student's augmented views share that target.
+    """
+    from core.models import load_keras_model
+
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"--distill must be between 0 and 1, not {weight}")
+    labels = _targets(task, y)
+    predictions = []
+    for path in teachers:
+        teacher = load_keras_model(Path(path))
+        if tuple(teacher.input_shape[1:]) != x.shape[1:]:
+            raise ValueError(f"teacher {path} takes {teacher.input_shape[1:]} inputs, not {x.shape[1:]}")
+        for view in (x, x[:, :, ::-1]):
+            predictions.append(np.asarray(teacher.predict(view, batch_size=512, verbose=0), np.float32))
+    taught = np.mean(predictions, axis=0).reshape(labels.shape)
+    log.info("distilling from %d teacher(s): weight %.2f on their predictions", len(teachers), weight)
+    return ((1.0 - weight) * labels + weight * taught).astype(np.float32)
+
+
 def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details: dict, best_epoch: int) -> dict:
     return {
         "task": cfg.task, "architecture": cfg.arch, "input_shape": list(spec.input_shape),
@@ -216,13 +251,27 @@ def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details:
                     "split_names": train.split_source,
                     "fraction": cfg.fraction, "skipped_images": train.skipped},
         "options": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                    "augment": cfg.augment, "seed": cfg.seed, "precision": cfg.precision},
+                    "augment": cfg.augment, "seed": cfg.seed, "precision": cfg.precision,
+                    **({"teachers": list(cfg.teachers), "distill": cfg.distill} if cfg.teachers else {})},
         "epochs": cfg.epochs, "best_epoch": best_epoch, "params": int(model.count_params()),
         "metrics": summary_line(details), "metrics_by_group": details.get("by_group", {}),
         "command": cfg.command(),
         "keras_version": keras.__version__, "backend": keras.backend.backend(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _teacher_record(path: str) -> dict:
+    """What a distilled model's card keeps of a teacher: the runs that trained it, so the card
+    stays reproducible after the teacher's own files are gone."""
+    from core.registry import read_card
+    from training.ensemble import training_runs
+
+    try:
+        card = read_card(Path(path))
+    except FileNotFoundError:  # a model from elsewhere: usable, its history unknown
+        return {"command": None}
+    return {"command": card.get("command"), "training_runs": training_runs(card)}
 
 
 def _warm_start(model: keras.Model, path: str) -> dict:
@@ -270,8 +319,10 @@ def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     backup, start_epoch, resumed = resume_state(cfg)
     shift = 0.08 if cfg.task == "emotion" else 0.05
     # a resumed run draws fresh augmentations rather than replaying those of its first epochs
-    batches = FaceBatches(train.x, _targets(cfg.task, train.y), cfg.batch_size, cfg.augment, cfg.seed + start_epoch,
-                          shift=shift, workers=2, use_multiprocessing=False)
+    targets = (soft_targets(cfg.task, cfg.teachers, train.x, train.y, cfg.distill) if cfg.teachers
+               else _targets(cfg.task, train.y))
+    batches = FaceBatches(train.x, targets, cfg.batch_size, cfg.augment, cfg.seed + start_epoch,
+                          shift=shift, workers=cfg.workers, use_multiprocessing=False)
     compile_model(model, cfg.task, cfg, len(batches))
     monitor = MONITOR[cfg.task]
     keep = KeepBest(monitor, "min" if cfg.task == "age" else "max", backup)
@@ -280,10 +331,12 @@ def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     history = model.fit(batches, validation_data=(val.x, _targets(cfg.task, val.y)), epochs=cfg.epochs,
                         callbacks=[keep, *state, progress, *callbacks], verbose=2 if cfg.progress is None else 0)
     progress.emit("evaluate")
-    test = load_dataset(cfg.task, cfg.data, "test", 1.0, cfg.seed, spec)
+    test = val if cfg.report_split == "val" else load_dataset(cfg.task, cfg.data, cfg.report_split, 1.0, cfg.seed, spec)
     card_stub = {"task": cfg.task, "preprocess": spec.to_dict(), "class_names": train.class_names}
     details = evaluate(TaskModel(cfg.task, model, card_stub), test)
     card = _card(cfg, model, spec, train, details, keep.best_epoch)
+    if cfg.teachers:
+        card["teachers"] = [{"model": t, **_teacher_record(t)} for t in cfg.teachers]
     if init_card is not None:
         card["init"] = {"model": cfg.init, "command": init_card.get("command"),
                         "epochs": init_card.get("epochs"), "init": init_card.get("init")}
