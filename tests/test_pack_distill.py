@@ -117,3 +117,6 @@ def test_a_distilled_run_from_a_pack_records_its_teachers_and_reports_on_validat
         {"command": teacher.card["command"], "epochs": 1, "role": "teacher"},
         {"command": card["command"], "epochs": 1}]
     assert combined.card["epochs"] == 1 and combined.card["metrics"]["split"] == "test"
+    assert combined.card["dataset"]["report_split"] == "test"        # not the member's "val"
+    assert combined.card["dataset"]["evaluated_on"] == data.name
+    assert combined.card["dataset"]["source"] == "fer.npz"           # what it was trained from

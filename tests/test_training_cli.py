@@ -95,6 +95,7 @@ def test_evaluate_prints_one_json_line_and_can_write_the_card(tmp_path, capsys):
         assert json.loads(capsys.readouterr().out)["split"] == "val"
         card = json.loads((tmp_path / f"{task}.json").read_text())
         assert card["metrics"]["split"] == "val" and card["metrics"]["n"] == 10
+        assert card["dataset"]["report_split"] == "val" and card["dataset"]["evaluated_on"] == data.name
         assert set(card["metrics_by_group"]) >= {"gender", "race", "age_band", "face_box"}
         assert sum(g["n"] for g in card["metrics_by_group"]["face_box"].values()) == 10
     assert main(["evaluate", "--task", "emotion", "--model", str(tmp_path / "age.keras"), "--data", str(data)]) == 2

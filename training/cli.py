@@ -130,6 +130,8 @@ def _run_evaluate(args) -> int:
     if args.write_card:
         card["metrics"] = summary_line(details)
         card["metrics_by_group"] = details.get("by_group", {})
+        # the metrics now come from this split of this file, whatever the model was trained from
+        card["dataset"] = {**card.get("dataset", {}), "report_split": args.split, "evaluated_on": Path(args.data).name}
         card["evaluated_with"] = _command_line()
         write_json_atomic(card_file, card)
     print(json.dumps(summary_line(details)))
