@@ -20,6 +20,7 @@ from training.data import load_dataset
 from training.ensemble import EnsembleConfig, combine
 from training.fit import FitConfig, _targets, fit, soft_targets
 from training.pack import pack
+from training.select import score_candidates
 from training_data import small_fer_zip, small_utk_tar
 
 
@@ -120,3 +121,14 @@ def test_a_distilled_run_from_a_pack_records_its_teachers_and_reports_on_validat
     assert combined.card["dataset"]["report_split"] == "test"        # not the member's "val"
     assert combined.card["dataset"]["evaluated_on"] == data.name
     assert combined.card["dataset"]["source"] == "fer.npz"           # what it was trained from
+
+    # choosing what to ship: every candidate scored from one prediction pass per model and view
+    # gives the figures ``ensemble`` gives for it, ranked by validation
+    rows = score_candidates("emotion", str(data), [str(teacher.model_path), str(student.model_path)])
+    assert len(rows) == 5 and [r["val"] for r in rows] == sorted((r["val"] for r in rows), reverse=True)
+    mirrored = next(r for r in rows if r["models"] == [str(student.model_path)] and r["mirror"])
+    assert mirrored["passes"] == 2 and mirrored["test"] == pytest.approx(combined.card["metrics"]["accuracy"])
+    pair = next(r for r in rows if len(r["models"]) == 2)
+    both = combine(EnsembleConfig(task="emotion", data=str(data), flip=False,
+                                  models=[str(teacher.model_path), str(student.model_path)]))
+    assert pair["passes"] == 2 and pair["test"] == pytest.approx(both.card["metrics"]["accuracy"])

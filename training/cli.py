@@ -1,4 +1,4 @@
-"""``python -m training fit|ensemble|evaluate|set-margin|inspect|pack`` — the training library from the shell."""
+"""``python -m training fit|ensemble|select|evaluate|set-margin|inspect|pack`` — the training library from the shell."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     pk.add_argument("--out", required=True, help="the .npz file to write")
     pk.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=("train", "val", "test"))
     pk.add_argument("--quality", type=int, default=101, help="WebP quality 1-100, or 101 for lossless (default)")
+    sel = sub.add_parser("select", help="score every model, with and without its mirror, and every pair on "
+                                        "validation (and test), best on validation first: what to combine")
+    sel.add_argument("--task", required=True, choices=TASKS)
+    sel.add_argument("--data", required=True)
+    sel.add_argument("--models", required=True, nargs="+", help="model.keras files (cards beside them)")
+    sel.add_argument("--max-members", type=int, default=2, help="largest group of models to average")
     ens = sub.add_parser("ensemble", help="combine trained models of one task (and their mirror views) into one")
     ens.add_argument("--task", required=True, choices=TASKS)
     ens.add_argument("--models", required=True, nargs="+", help="member model.keras files (cards beside them)")
@@ -100,6 +106,14 @@ def _run_pack(args) -> int:
     from training.pack import pack
 
     print(json.dumps(pack(args.task, args.data, args.out, args.splits, args.quality)))
+    return 0
+
+
+def _run_select(args) -> int:
+    from training.select import score_candidates
+
+    for row in score_candidates(args.task, args.data, args.models, args.max_members):
+        print(json.dumps(row))
     return 0
 
 
@@ -176,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.archives import DataError
 
     commands = {"fit": _run_fit, "ensemble": _run_ensemble, "evaluate": _run_evaluate, "inspect": _run_inspect,
-                "set-margin": _run_set_margin, "pack": _run_pack}
+                "set-margin": _run_set_margin, "pack": _run_pack, "select": _run_select}
     try:
         return commands[args.command](args)
     except (DataError, FileNotFoundError, ValueError) as exc:  # bad data, paths or models: a message, not a trace

@@ -1,0 +1,62 @@
+"""Choosing what to ship: every candidate combination of trained models, scored on validation.
+
+Each model predicts each split once, on the faces and on their mirror images; a candidate
+(one model, with or without its mirror, or several models averaged) is then scored from
+those predictions. Averaging outputs is exactly what :func:`training.builders.build_ensemble`
+computes, so a candidate's figures equal what ``ensemble`` then ``evaluate`` print for it,
+at a fraction of the time. Candidates are ranked by validation: the test figure beside it is
+for reporting, never for choosing.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from core.models import TaskModel, load_keras_model
+from core.preprocess import FaceSpec
+from core.registry import read_card
+from training.data import load_dataset
+from training.evaluate import _metrics, predict
+
+SPLITS = ("val", "test")
+
+
+def _score(task: str, outputs: np.ndarray, y: np.ndarray) -> float:
+    if task == "emotion":
+        pred = outputs.argmax(axis=1)
+    elif task == "gender":
+        pred = (outputs.reshape(-1) >= 0.5).astype(np.float32)
+    else:
+        pred = outputs.reshape(-1)
+    metrics = _metrics(task, y, pred)
+    return metrics["mae" if task == "age" else "accuracy"]
+
+
+def score_candidates(task: str, data: str | Path, models: list[str], max_members: int = 2) -> list[dict]:
+    """Every single model with and without its mirror, and every group of 2..``max_members``
+    models without it, with their validation and test figures, best on validation first."""
+    cards = [read_card(Path(m)) for m in models]
+    specs = {FaceSpec.from_dict(c["preprocess"]) for c in cards}
+    if any(c.get("task") != task for c in cards):
+        raise ValueError(f"every model must be a model for {task}")
+    if len(specs) != 1:
+        raise ValueError("the models were trained on differently preprocessed faces; they cannot be averaged")
+    spec = specs.pop()
+    sets = {split: load_dataset(task, data, split, spec=spec) for split in SPLITS}
+    outputs = {}
+    for path, card in zip(models, cards):
+        model = TaskModel(task, load_keras_model(Path(path)), card)
+        for split, ds in sets.items():
+            outputs[path, split] = (predict(model, ds.x), predict(model, ds.x[:, :, ::-1]))
+    groups = [(m, mirror) for m in itertools.combinations(models, 1) for mirror in (False, True)]
+    groups += [(m, False) for k in range(2, max_members + 1) for m in itertools.combinations(models, k)]
+    rows = []
+    for members, mirror in groups:
+        row = {"models": list(members), "mirror": mirror, "passes": len(members) * (2 if mirror else 1)}
+        for split, ds in sets.items():
+            views = [outputs[m, split][v] for m in members for v in ((0, 1) if mirror else (0,))]
+            row[split] = _score(task, np.mean(views, axis=0), ds.y)
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["val"] if task == "age" else -r["val"])
