@@ -27,6 +27,7 @@ DATA_HINTS = {
     "age": "UTKFace as a folder, .zip, .tar or .tar.gz; labels come from names like 25_0_1_….jpg.",
     "gender": "UTKFace as a folder, .zip, .tar or .tar.gz; labels come from names like 25_0_1_….jpg.",
 }
+PACK_HINT = " Or a .npz pack written by `python -m training pack`."
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -65,7 +66,7 @@ def data_section(manager: JobManager):
     task = st.selectbox("Task", TASKS, key="task",
                         format_func=lambda t: {"emotion": "Emotion (7 classes)", "age": "Age (years)",
                                                "gender": "Gender"}[t])
-    st.caption(DATA_HINTS[task])
+    st.caption(DATA_HINTS[task] + PACK_HINT)
     source = st.radio("Data source", ["Server path", "Upload"], horizontal=True, key="source")
     path = None
     if source == "Server path":

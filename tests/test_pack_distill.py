@@ -43,6 +43,11 @@ def test_a_lossless_pack_gives_back_the_loaders_faces_and_a_lossy_one_close_ones
     assert 0 < np.abs(direct.x.astype(int) - packed.x).mean() < 4   # gray levels out of 255
     with pytest.raises(DataError, match="no images in the 'test' split"):
         load_dataset("emotion", lossy, "test")
+    # training on it without --report-split val fails before the first epoch, not after the last
+    import keras
+    never = keras.callbacks.LambdaCallback(on_epoch_begin=lambda *_: pytest.fail("trained without a test split"))
+    with pytest.raises(DataError, match="no images in the 'test' split"):
+        fit(FitConfig(task="emotion", data=str(lossy), arch="compact", epochs=5), callbacks=[never])
 
 
 def test_one_utkface_pack_serves_age_and_gender_and_refuses_what_it_cannot_serve(tmp_path):

@@ -312,15 +312,18 @@ def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     spec = input_spec(cfg.task, cfg.arch)
     train = load_dataset(cfg.task, cfg.data, "train", cfg.fraction, cfg.seed, spec)
     val = load_dataset(cfg.task, cfg.data, "val", cfg.fraction, cfg.seed, spec)
+    # loaded now, not after training: data without the reporting split (a pack of train and val)
+    # must fail before an hour of epochs, not after
+    test = val if cfg.report_split == "val" else load_dataset(cfg.task, cfg.data, cfg.report_split, 1.0, cfg.seed, spec)
     log.info("%s: %d training and %d validation faces", cfg.task, len(train), len(val))
     age_bias = float(np.mean(train.y)) if cfg.task == "age" else 33.0
     model = build_model(cfg.task, cfg.arch, spec, age_bias=age_bias)
     init_card = _warm_start(model, cfg.init) if cfg.init else None
     backup, start_epoch, resumed = resume_state(cfg)
     shift = 0.08 if cfg.task == "emotion" else 0.05
-    # a resumed run draws fresh augmentations rather than replaying those of its first epochs
     targets = (soft_targets(cfg.task, cfg.teachers, train.x, train.y, cfg.distill) if cfg.teachers
                else _targets(cfg.task, train.y))
+    # a resumed run draws fresh augmentations rather than replaying those of its first epochs
     batches = FaceBatches(train.x, targets, cfg.batch_size, cfg.augment, cfg.seed + start_epoch,
                           shift=shift, workers=cfg.workers, use_multiprocessing=False)
     compile_model(model, cfg.task, cfg, len(batches))
@@ -331,7 +334,6 @@ def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     history = model.fit(batches, validation_data=(val.x, _targets(cfg.task, val.y)), epochs=cfg.epochs,
                         callbacks=[keep, *state, progress, *callbacks], verbose=2 if cfg.progress is None else 0)
     progress.emit("evaluate")
-    test = val if cfg.report_split == "val" else load_dataset(cfg.task, cfg.data, cfg.report_split, 1.0, cfg.seed, spec)
     card_stub = {"task": cfg.task, "preprocess": spec.to_dict(), "class_names": train.class_names}
     details = evaluate(TaskModel(cfg.task, model, card_stub), test)
     card = _card(cfg, model, spec, train, details, keep.best_epoch)
