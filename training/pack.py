@@ -2,9 +2,10 @@
 
 Training needs only the network inputs, yet the downloads are 60-100 MB archives whose
 decoding (and, for UTKFace, face detection) takes a minute. A pack holds the faces
-already cropped for one :class:`FaceSpec`, each WebP-encoded (lossless at quality
-101), so a machine without the archives, a rented GPU say, trains from one file of
-about 30 MB: ``python -m training fit --data pack.npz ...`` reads it like any source.
+already cropped for one :class:`FaceSpec`, each WebP-encoded, so a machine without the
+archives, a rented GPU say, trains from one file: ``python -m training fit --data pack.npz``
+reads it like any source. Lossless (quality 101, the default) it is about the archive's size;
+at quality 85-90 the train and validation faces of FER2013 or UTKFace take about 30 MB.
 """
 from __future__ import annotations
 
