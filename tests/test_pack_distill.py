@@ -96,7 +96,7 @@ def test_soft_targets_blend_the_labels_with_the_teachers_mean_over_faces_and_mir
     assert np.array_equal(soft_targets("emotion", tuple(paths), x, y, 0.0), _targets("emotion", y))
     with pytest.raises(ValueError, match="between 0 and 1"):
         soft_targets("emotion", tuple(paths), x, y, 1.5)
-    with pytest.raises(ValueError, match="takes"):
+    with pytest.raises(ValueError, match="teachers take"):
         soft_targets("emotion", tuple(paths), np.zeros((2, 64, 64, 3), np.uint8), y[:2], 0.5)
 
 

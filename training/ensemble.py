@@ -85,19 +85,24 @@ def _teacher_runs(card: dict) -> list[dict]:
     return merge_runs(groups)
 
 
-def combine(cfg: EnsembleConfig) -> FitResult:
-    """Build, evaluate on the reporting split and (with ``cfg.out``) save the combined model."""
-    cards = [read_card(p) for p in cfg.models]
-    for path, card in zip(cfg.models, cards):
-        if card.get("task") != cfg.task:
-            raise ValueError(f"{path} is a model for {card.get('task')}, not for {cfg.task}")
+def member_cards(task: str, models: list[str]) -> tuple[list[dict], FaceSpec]:
+    """The cards of models to be averaged, and the face preprocessing they share (else ValueError)."""
+    cards = [read_card(Path(p)) for p in models]
+    for path, card in zip(models, cards):
+        if card.get("task") != task:
+            raise ValueError(f"{path} is a model for {card.get('task')}, not for {task}")
     # compared as FaceSpecs: cards written before a field existed hold its default implicitly
     specs = {FaceSpec.from_dict(c["preprocess"]) for c in cards}
     if len(specs) != 1:
         raise ValueError(f"ensemble members were trained on differently preprocessed faces: {sorted(map(str, specs))}")
+    return cards, specs.pop()
+
+
+def combine(cfg: EnsembleConfig) -> FitResult:
+    """Build, evaluate on the reporting split and (with ``cfg.out``) save the combined model."""
+    cards, spec = member_cards(cfg.task, cfg.models)
     model = build_ensemble([load_keras_model(Path(p)) for p in cfg.models], cfg.flip, name=f"{cfg.task}_ensemble")
     first = cards[0]
-    spec = specs.pop()
     test = load_dataset(cfg.task, cfg.data, "test", spec=spec)
     details = evaluate(TaskModel(cfg.task, model, {"task": cfg.task, "preprocess": spec.to_dict(),
                                                      "class_names": first["class_names"]}), test)

@@ -20,6 +20,20 @@ def _metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     return {"accuracy": float(np.mean(y_pred == y_true)), "n": int(len(y_true))}
 
 
+def decide(task: str, raw: np.ndarray) -> np.ndarray:
+    """The answer a model's raw output gives: a class index (emotion), 1 for female (gender), years (age)."""
+    if task == "emotion":
+        return raw.argmax(axis=1)
+    if task == "gender":
+        return (raw >= 0.5).astype(np.float32)
+    return raw.astype(np.float32)
+
+
+def headline(task: str, y_true: np.ndarray, raw: np.ndarray) -> float:
+    """The task's headline figure (accuracy, or MAE for age) of raw outputs."""
+    return _metrics(task, y_true, decide(task, raw))["mae" if task == "age" else "accuracy"]
+
+
 def _per_class(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> tuple[dict, list]:
     k = len(names)
     confusion = np.zeros((k, k), dtype=int)
@@ -64,12 +78,7 @@ def evaluate(model: TaskModel, data: FaceDataset) -> dict:
     """Metrics and the details users need to judge a model (see the Training page)."""
     raw = predict(model, data.x)
     y_true = data.y
-    if data.task == "emotion":
-        y_pred = raw.argmax(axis=1)
-    elif data.task == "gender":
-        y_pred = (raw >= 0.5).astype(np.float32)
-    else:
-        y_pred = raw.astype(np.float32)
+    y_pred = decide(data.task, raw)
     result = {"task": data.task, "split": data.split, "n": int(len(y_true)),
               "metrics": _metrics(data.task, y_true, y_pred), "class_names": data.class_names}
     if data.task == "emotion":

@@ -224,18 +224,16 @@ def soft_targets(task: str, teachers: tuple[str, ...], x: np.ndarray, y: np.ndar
     face once, un-augmented; the student's augmented views share that target.
     """
     from core.models import load_keras_model
+    from training.builders import build_ensemble
 
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"--distill must be between 0 and 1, not {weight}")
     labels = _targets(task, y)
-    predictions = []
-    for path in teachers:
-        teacher = load_keras_model(Path(path))
-        if tuple(teacher.input_shape[1:]) != x.shape[1:]:
-            raise ValueError(f"teacher {path} takes {teacher.input_shape[1:]} inputs, not {x.shape[1:]}")
-        for view in (x, x[:, :, ::-1]):
-            predictions.append(np.asarray(teacher.predict(view, batch_size=512, verbose=0), np.float32))
-    taught = np.mean(predictions, axis=0).reshape(labels.shape)
+    # the same averaging over models and mirror views that a shipped combined model does
+    teacher = build_ensemble([load_keras_model(Path(p)) for p in teachers], flip=True, name="teachers")
+    if tuple(teacher.input_shape[1:]) != x.shape[1:]:
+        raise ValueError(f"the teachers take {teacher.input_shape[1:]} inputs, not {x.shape[1:]}")
+    taught = np.asarray(teacher.predict(x, batch_size=512, verbose=0), np.float32).reshape(labels.shape)
     log.info("distilling from %d teacher(s): weight %.2f on their predictions", len(teachers), weight)
     return ((1.0 - weight) * labels + weight * taught).astype(np.float32)
 

@@ -15,35 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from core.models import TaskModel, load_keras_model
-from core.preprocess import FaceSpec
-from core.registry import read_card
 from training.data import load_dataset
-from training.evaluate import _metrics, predict
+from training.ensemble import member_cards
+from training.evaluate import headline, predict
 
 SPLITS = ("val", "test")
-
-
-def _score(task: str, outputs: np.ndarray, y: np.ndarray) -> float:
-    if task == "emotion":
-        pred = outputs.argmax(axis=1)
-    elif task == "gender":
-        pred = (outputs.reshape(-1) >= 0.5).astype(np.float32)
-    else:
-        pred = outputs.reshape(-1)
-    metrics = _metrics(task, y, pred)
-    return metrics["mae" if task == "age" else "accuracy"]
 
 
 def score_candidates(task: str, data: str | Path, models: list[str], max_members: int = 2) -> list[dict]:
     """Every single model with and without its mirror, and every group of 2..``max_members``
     models without it, with their validation and test figures, best on validation first."""
-    cards = [read_card(Path(m)) for m in models]
-    specs = {FaceSpec.from_dict(c["preprocess"]) for c in cards}
-    if any(c.get("task") != task for c in cards):
-        raise ValueError(f"every model must be a model for {task}")
-    if len(specs) != 1:
-        raise ValueError("the models were trained on differently preprocessed faces; they cannot be averaged")
-    spec = specs.pop()
+    cards, spec = member_cards(task, models)
     sets = {split: load_dataset(task, data, split, spec=spec) for split in SPLITS}
     outputs = {}
     for path, card in zip(models, cards):
@@ -57,6 +39,6 @@ def score_candidates(task: str, data: str | Path, models: list[str], max_members
         row = {"models": list(members), "mirror": mirror, "passes": len(members) * (2 if mirror else 1)}
         for split, ds in sets.items():
             views = [outputs[m, split][v] for m in members for v in ((0, 1) if mirror else (0,))]
-            row[split] = _score(task, np.mean(views, axis=0), ds.y)
+            row[split] = headline(task, ds.y, np.mean(views, axis=0))
         rows.append(row)
     return sorted(rows, key=lambda r: r["val"] if task == "age" else -r["val"])
