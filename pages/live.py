@@ -73,8 +73,13 @@ def _sidebar() -> tuple[AnalyzerSettings, list[dict]]:
             help="Smaller faces (far from the camera) are ignored; larger values are faster.")
         window = st.slider(
             "Smoothing window (frames)", 0, 30, AnalyzerSettings().smoothing_window, key="live_window",
-            help="Each face's emotion, age and gender are averaged over its last N frames: steadier "
-                 "labels, about N/2 frames of lag. 0 = off.")
+            help="Each face's emotion is averaged over its last N frames, its age and gender over their "
+                 "last N estimates: steadier labels, about N/2 frames of lag. 0 = off.")
+        every = st.slider(
+            "Age and gender every (frames)", 1, 15, AnalyzerSettings().attribute_every, key="live_every",
+            help="Age and gender do not change while a person stays in view: each face is re-estimated "
+                 "every N frames and keeps its estimate in between, which leaves time for more faces. "
+                 "1 = every frame.")
         st.caption("Models")
         tasks = tuple(t for t in TASKS if st.checkbox(t.capitalize(), value=True, key=f"live_task_{t}"))
         with st.expander("Connection (remote use)"):
@@ -89,7 +94,8 @@ def _sidebar() -> tuple[AnalyzerSettings, list[dict]]:
             st.error(f"ICE servers ignored: {exc}")
             ice_servers = []
     detector = DetectorSettings.from_sensitivity(sensitivity / 100, min_face=min_face)
-    return AnalyzerSettings(detector=detector, smoothing_window=window, tasks=tasks), ice_servers
+    return AnalyzerSettings(detector=detector, smoothing_window=window, tasks=tasks,
+                            attribute_every=every), ice_servers
 
 
 def _live_session(settings: AnalyzerSettings) -> LiveSession:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from core.analyzer import AnalyzerSettings, FrameAnalyzer
+from core.analyzer import AnalyzerSettings, AttributeSchedule, FrameAnalyzer
 from core.config import EMOTIONS, TASKS
 from core.live_session import LiveSession
 from core.models import ActiveModels
@@ -66,7 +66,7 @@ def check_plausible(face) -> None:
 
 
 def test_three_faces_three_models_one_batch_each(models, multi_frames):
-    analyzer = FrameAnalyzer(models)
+    analyzer = FrameAnalyzer(models, AnalyzerSettings(attribute_every=1))
     results = [analyzer.process(frame)[1] for frame in multi_frames]
     assert all(r.error is None for r in results)
     assert [r.frame_index for r in results] == list(range(len(multi_frames)))
@@ -84,6 +84,45 @@ def test_three_faces_three_models_one_batch_each(models, multi_frames):
     for model in models.values():
         assert model.batch_sizes == with_faces
     assert analyzer.model_versions() == {t: m.entry_id for t, m in models.items()}
+
+
+def test_age_and_gender_are_re_estimated_in_turn_and_held_in_between(models, multi_frames):
+    analyzer = FrameAnalyzer(models, AnalyzerSettings(attribute_every=3))
+    with_faces, age_batches = [], []
+    for frame in multi_frames:
+        calls = len(models["age"].batch_sizes)
+        result = analyzer.analyze(frame)
+        if result.faces:
+            with_faces.append(result)
+            age_batches.append(sum(models["age"].batch_sizes[calls:]))
+    assert models["emotion"].batch_sizes == [len(r.faces) for r in with_faces]  # emotion: every face, every frame
+    assert models["gender"].batch_sizes == models["age"].batch_sizes  # one schedule for both
+    seen, previous = set(), {}
+    for result, batch in zip(with_faces, age_batches):
+        for face in result.faces:
+            check_plausible(face)  # every face has an age and a gender on every frame
+        new = {f.face_id for f in result.faces} - seen
+        seen |= new
+        # At most the newcomers plus ceil(3 faces / 3) a frame go through the age network...
+        assert batch <= len(new) + 1
+        # ...and a face's age only moves on a frame that re-estimated it.
+        moved = sum(f.face_id in previous and f.age != previous[f.face_id] for f in result.faces)
+        assert moved <= batch - len(new)
+        previous = {f.face_id: f.age for f in result.faces}
+    faces = sum(len(r.faces) for r in with_faces)
+    assert faces / 3 - 6 <= sum(age_batches) <= faces / 2  # each face about every third frame
+
+
+def test_attribute_schedule_spreads_faces_that_fall_due_together():
+    schedule = AttributeSchedule(every=3)
+    assert schedule.due(0, [1, 2, 3]) == [0, 1, 2]  # newcomers at once
+    assert [schedule.due(frame, [1, 2, 3]) for frame in range(1, 9)] == [[], [], [0], [1], [2], [0], [1], [2]]
+    assert schedule.due(9, [2, 3, 4]) == [2]  # newcomer 4 at once; 2 and 3 are not due yet
+    assert schedule.due(11, [2, 3, 4]) == [0]  # 2 and 3 both due: the longer wait (2's) first
+    assert [schedule.due(frame, [2, 3, 4]) for frame in (12, 13)] == [[1], [2]]  # one a frame: 3, then 4
+    schedule.forget([2])
+    assert schedule.due(14, [2]) == [0]  # a face that left and came back is estimated at once
+    assert AttributeSchedule(every=1).due(0, [5, 6]) == [0, 1] and AttributeSchedule(every=0).every == 1
 
 
 def test_selected_models_and_smoothing(models, multi_frames):
@@ -121,7 +160,7 @@ def test_bad_frames_are_skipped_counted_and_streaming_goes_on(models, multi_fram
     for frame in multi_frames[:3]:
         result = analyzer.analyze(frame)
     assert result.error is None and len(result.faces) >= 2
-    models["gender"].fail_next = True                      # a model fails on one frame...
+    models["emotion"].fail_next = True                     # a model fails on one frame...
     annotated, result = analyzer.process(multi_frames[3])
     assert "injected model failure" in result.error
     assert annotated is multi_frames[3]                    # ...the frame goes out unannotated

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     pk.add_argument("--out", required=True, help="the .npz file to write")
     pk.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=("train", "val", "test"))
     pk.add_argument("--quality", type=int, default=101, help="WebP quality 1-100, or 101 for lossless (default)")
-    sel = sub.add_parser("select", help="score every model, with and without its mirror, and every pair on "
+    sel = sub.add_parser("select", help="score every model and every pair, with and without the mirror, on "
                                         "validation (and test), best on validation first: what to combine")
     sel.add_argument("--task", required=True, choices=TASKS)
     sel.add_argument("--data", required=True)

@@ -1,7 +1,7 @@
 """Choosing what to ship: every candidate combination of trained models, scored on validation.
 
 Each model predicts each split once, on the faces and on their mirror images; a candidate
-(one model, with or without its mirror, or several models averaged) is then scored from
+(one model or several averaged, with or without their mirror images) is then scored from
 those predictions. Averaging outputs is exactly what :func:`training.builders.build_ensemble`
 computes, so a candidate's figures equal what ``ensemble`` then ``evaluate`` print for it,
 at a fraction of the time. Candidates are ranked by validation: the test figure beside it is
@@ -23,8 +23,8 @@ SPLITS = ("val", "test")
 
 
 def score_candidates(task: str, data: str | Path, models: list[str], max_members: int = 2) -> list[dict]:
-    """Every single model with and without its mirror, and every group of 2..``max_members``
-    models without it, with their validation and test figures, best on validation first."""
+    """Every group of 1..``max_members`` models, each with and without the mirror, with their
+    validation and test figures, best on validation first (ties: fewer passes first)."""
     cards, spec = member_cards(task, models)
     sets = {split: load_dataset(task, data, split, spec=spec) for split in SPLITS}
     outputs = {}
@@ -32,8 +32,8 @@ def score_candidates(task: str, data: str | Path, models: list[str], max_members
         model = TaskModel(task, load_keras_model(Path(path)), card)
         for split, ds in sets.items():
             outputs[path, split] = (predict(model, ds.x), predict(model, ds.x[:, :, ::-1]))
-    groups = [(m, mirror) for m in itertools.combinations(models, 1) for mirror in (False, True)]
-    groups += [(m, False) for k in range(2, max_members + 1) for m in itertools.combinations(models, k)]
+    groups = [(m, mirror) for k in range(1, max_members + 1) for m in itertools.combinations(models, k)
+              for mirror in (False, True)]
     rows = []
     for members, mirror in groups:
         row = {"models": list(members), "mirror": mirror, "passes": len(members) * (2 if mirror else 1)}
@@ -41,4 +41,4 @@ def score_candidates(task: str, data: str | Path, models: list[str], max_members
             views = [outputs[m, split][v] for m in members for v in ((0, 1) if mirror else (0,))]
             row[split] = headline(task, ds.y, np.mean(views, axis=0))
         rows.append(row)
-    return sorted(rows, key=lambda r: r["val"] if task == "age" else -r["val"])
+    return sorted(rows, key=lambda r: (r["val"] if task == "age" else -r["val"], r["passes"]))
