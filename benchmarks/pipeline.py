@@ -98,6 +98,7 @@ def bench_pipeline(path: Path, frames: int, warmup: int, settings: AnalyzerSetti
         "faces_per_frame": float(np.mean(faces)),
         "faces_histogram": np.bincount(faces).tolist(),
         "models": analyzer.model_versions(),
+        "attribute_every": settings.attribute_every,
     }
 
 
@@ -144,7 +145,8 @@ def report(video: Path, pipeline: dict, anchor: dict | None, anchor_note: str = 
         f"video: {video}  frames timed: {pipeline['frames']}  (failed: {pipeline['failed_frames']})",
         f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} at the end "
         "(other work on the cores slows every figure)",
-        f"models: {pipeline['models']}",
+        f"models: {pipeline['models']}; age and gender re-estimated per face every "
+        f"{pipeline['attribute_every']} frame(s)",
         "",
         f"{'stage':<11}{'median ms':>10}{'p95 ms':>9}{'frames':>8}",
     ]
@@ -199,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the periodic full scans in the frame path instead of on a worker thread")
     parser.add_argument("--tf-threads", type=int, default=1,
                         help="TensorFlow threads (1, as the Live page uses; 0 = TensorFlow's default pool)")
+    parser.add_argument("--attribute-every", type=int, default=AnalyzerSettings().attribute_every,
+                        help="frames between re-estimates of a face's age and gender (1 = every frame)")
     parser.add_argument("--no-anchor", action="store_true", help="skip the fer anchor even if installed")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -212,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tf_threads > 0:
         limit_inference_threads(args.tf_threads)
     tracking = TrackingSettings(full_scan_every=args.full_scan_every, background_scan=not args.inline_scan)
-    settings = AnalyzerSettings(tasks=tasks, tracking=tracking)
+    settings = AnalyzerSettings(tasks=tasks, tracking=tracking, attribute_every=args.attribute_every)
     pipeline = bench_pipeline(args.video, args.frames, args.warmup, settings)
     anchor = None if args.no_anchor else bench_fer(args.video, args.frames, args.warmup)
     print(report(args.video, pipeline, anchor, "skipped (--no-anchor)" if args.no_anchor else ""))
