@@ -130,10 +130,12 @@ def test_a_distilled_run_from_a_pack_records_its_teachers_and_reports_on_validat
     # choosing what to ship: every candidate scored from one prediction pass per model and view
     # gives the figures ``ensemble`` gives for it, ranked by validation
     rows = score_candidates("emotion", str(data), [str(teacher.model_path), str(student.model_path)])
-    assert len(rows) == 5 and [r["val"] for r in rows] == sorted((r["val"] for r in rows), reverse=True)
+    assert len(rows) == 6 and [r["val"] for r in rows] == sorted((r["val"] for r in rows), reverse=True)
     mirrored = next(r for r in rows if r["models"] == [str(student.model_path)] and r["mirror"])
     assert mirrored["passes"] == 2 and mirrored["test"] == pytest.approx(combined.card["metrics"]["accuracy"])
-    pair = next(r for r in rows if len(r["models"]) == 2)
-    both = combine(EnsembleConfig(task="emotion", data=str(data), flip=False,
-                                  models=[str(teacher.model_path), str(student.model_path)]))
-    assert pair["passes"] == 2 and pair["test"] == pytest.approx(both.card["metrics"]["accuracy"])
+    for flip in (False, True):  # the pair, and the pair with its mirror images
+        pair = next(r for r in rows if len(r["models"]) == 2 and r["mirror"] == flip)
+        both = combine(EnsembleConfig(task="emotion", data=str(data), flip=flip,
+                                      models=[str(teacher.model_path), str(student.model_path)]))
+        assert pair["passes"] == (4 if flip else 2)
+        assert pair["test"] == pytest.approx(both.card["metrics"]["accuracy"])
