@@ -89,15 +89,17 @@ class AttributeSchedule:
         self._last: dict[int, int] = {}  # face id -> frame index of its last estimate
 
     def due(self, frame_index: int, face_ids: list[int]) -> list[int]:
-        """Positions in ``face_ids`` to estimate now; they are marked as estimated."""
+        """Positions in ``face_ids`` to estimate now (call :meth:`estimated` once they are)."""
         new = [i for i, f in enumerate(face_ids) if f not in self._last]
         waiting = [(frame_index - self._last[f], i) for i, f in enumerate(face_ids)
                    if f in self._last and frame_index - self._last[f] >= self.every]
         quota = len(waiting) if self.every == 1 else -(-len(face_ids) // self.every)
-        rows = sorted(new + [i for _, i in sorted(waiting, key=lambda w: -w[0])[:quota]])
-        for i in rows:
-            self._last[face_ids[i]] = frame_index
-        return rows
+        return sorted(new + [i for _, i in sorted(waiting, key=lambda w: -w[0])[:quota]])
+
+    def estimated(self, frame_index: int, face_ids) -> None:
+        """Record an estimate; a frame that failed records none, so its faces stay due."""
+        for face_id in face_ids:
+            self._last[face_id] = frame_index
 
     def forget(self, face_ids) -> None:
         for face_id in face_ids:
@@ -303,6 +305,7 @@ class FrameAnalyzer:
             values = models[task].predict(batches[models[task].spec][rows]) if rows else []
             timings[task] = (time.perf_counter() - t0) * 1000 if rows else 0.0
             outputs[task] = dict(zip(rows, values))
+        self.schedule.estimated(index, [visible[i].id for i in due])
         return outputs
 
     def _face_result(self, track: Track, i: int, outputs: dict[str, dict]) -> FaceResult:

@@ -115,13 +115,21 @@ def test_age_and_gender_are_re_estimated_in_turn_and_held_in_between(models, mul
 
 def test_attribute_schedule_spreads_faces_that_fall_due_together():
     schedule = AttributeSchedule(every=3)
-    assert schedule.due(0, [1, 2, 3]) == [0, 1, 2]  # newcomers at once
-    assert [schedule.due(frame, [1, 2, 3]) for frame in range(1, 9)] == [[], [], [0], [1], [2], [0], [1], [2]]
-    assert schedule.due(9, [2, 3, 4]) == [2]  # newcomer 4 at once; 2 and 3 are not due yet
-    assert schedule.due(11, [2, 3, 4]) == [0]  # 2 and 3 both due: the longer wait (2's) first
-    assert [schedule.due(frame, [2, 3, 4]) for frame in (12, 13)] == [[1], [2]]  # one a frame: 3, then 4
+
+    def step(frame: int, faces: list[int], failed: bool = False) -> list[int]:
+        rows = schedule.due(frame, faces)
+        if not failed:
+            schedule.estimated(frame, [faces[i] for i in rows])
+        return rows
+
+    assert step(0, [1, 2, 3]) == [0, 1, 2]  # newcomers at once
+    assert [step(frame, [1, 2, 3]) for frame in range(1, 9)] == [[], [], [0], [1], [2], [0], [1], [2]]
+    assert step(9, [2, 3, 4]) == [2]  # newcomer 4 at once; 2 and 3 are not due yet
+    assert step(11, [2, 3, 4]) == [0]  # 2 and 3 both due: the longer wait (2's) first
+    assert [step(frame, [2, 3, 4]) for frame in (12, 13)] == [[1], [2]]  # one a frame: 3, then 4
     schedule.forget([2])
-    assert schedule.due(14, [2]) == [0]  # a face that left and came back is estimated at once
+    assert step(14, [2], failed=True) == [0]  # a face that left and came back is estimated at once...
+    assert step(15, [2]) == [0]  # ...and stays due while its frames fail
     assert AttributeSchedule(every=1).due(0, [5, 6]) == [0, 1] and AttributeSchedule(every=0).every == 1
 
 
