@@ -3,10 +3,10 @@
 Live use runs the emotion network on every face of every frame and the age and gender
 networks on each face every ``AnalyzerSettings.attribute_every`` frames, so each must be
 cheap at batch 1 (one face) and batch 4 (a small group). The last column spreads each
-batch-1 median over the frames it serves: what one face costs per frame in live use. Runtime: the Keras model inside a
-``tf.function`` (what ``core.models.TaskModel`` uses in the app), timed end to end
-from a uint8 numpy batch to a numpy result, on one TensorFlow thread as the Live
-page runs it (``--threads 0`` keeps TensorFlow's default pool).
+batch-1 median over the frames it serves: what one face costs per frame in live use.
+Runtime: the Keras model inside a ``tf.function`` (what ``core.models.TaskModel`` uses in
+the app), timed end to end from a uint8 numpy batch to a numpy result, on one TensorFlow
+thread as the Live page runs it (``--threads 0`` keeps TensorFlow's default pool).
 """
 import core  # noqa: F401  (first: safe native-library import order)
 

@@ -300,9 +300,10 @@ class FrameAnalyzer:
                 batches[spec] = models[task].prepare(frame, boxes)
         timings["preprocess"] = (time.perf_counter() - t0) * 1000
         for task in tasks:
+            batch = batches[models[task].spec]
             rows = due if task in STABLE_TASKS else everyone
             t0 = time.perf_counter()
-            values = models[task].predict(batches[models[task].spec][rows]) if rows else []
+            values = models[task].predict(batch if rows is everyone else batch[rows]) if rows else []
             timings[task] = (time.perf_counter() - t0) * 1000 if rows else 0.0
             outputs[task] = dict(zip(rows, values))
         self.schedule.estimated(index, [visible[i].id for i in due])
