@@ -31,7 +31,7 @@ from core.config import TASKS
 from core.models import ActiveModels
 from core.tracking import TrackingSettings
 
-STAGES = ("decode", "detect", "scan", "track", "preprocess", *TASKS, "draw")
+STAGES = ("decode", "detect", "scan", "track", "preprocess", *TASKS, "attributes", "draw")
 TARGET_FPS = 30.0
 TARGET_P95_MS = 33.0
 
@@ -156,7 +156,8 @@ def report(video: Path, pipeline: dict, anchor: dict | None, anchor_note: str = 
     lines += [
         f"{'per frame':<11}{_ms(pf['median_ms']):>10}{_ms(pf['p95_ms']):>9}{pf['n']:>8}   (decode + analyse + draw)",
         "(detect: near-face searches, or a full scan when nothing is tracked; scan: the periodic "
-        "full-frame scan on its worker thread, in parallel, not part of a frame's time)",
+        "full-frame scan on its worker thread; attributes: age and gender re-estimates on theirs; "
+        "both in parallel, not part of a frame's time; age/gender: newcomers, in line)",
         "",
         f"end to end: {pipeline['fps']:.1f} fps over {pipeline['wall_s']:.1f} s; "
         f"faces per frame {pipeline['faces_per_frame']:.2f} (histogram {pipeline['faces_histogram']})",

@@ -8,7 +8,9 @@ and the whole frame is scanned for newcomers every ``full_scan_every`` frames on
 worker thread, so that the scan never adds to a frame's latency.
 All faces of a frame go through each network in one batch; age and gender, which do not
 change while a person stays in view, are re-estimated for each followed face every
-``attribute_every`` frames (see :class:`AttributeSchedule`). A frame that fails to
+``attribute_every`` frames (see :class:`AttributeSchedule`), on a worker thread beside the
+frame path like the scan, and applied at the first frame after they finish; a newcomer is
+estimated in line, so every face has an age and gender from its first frame. A frame that fails to
 process is reported with ``error`` set and skipped; it never stops the stream.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ class AnalyzerSettings:
     smoothing_window: int = 5            # frames (estimates, for age and gender); 0 = off
     tasks: tuple[str, ...] = TASKS       # which models run
     attribute_every: int = 3             # frames between re-estimates of a followed face's age and gender
+    attributes_in_background: bool = True  # re-estimates on a worker thread (newcomers are always in line)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     def to_dict(self) -> dict:
@@ -96,6 +99,10 @@ class AttributeSchedule:
         quota = len(waiting) if self.every == 1 else -(-len(face_ids) // self.every)
         return sorted(new + [i for _, i in sorted(waiting, key=lambda w: -w[0])[:quota]])
 
+    def __contains__(self, face_id: int) -> bool:
+        """Whether the face has been estimated before (else it is a newcomer)."""
+        return face_id in self._last
+
     def estimated(self, frame_index: int, face_ids) -> None:
         """Record an estimate; a frame that failed records none, so its faces stay due."""
         for face_id in face_ids:
@@ -132,23 +139,30 @@ def limit_inference_threads(threads: int = 1) -> bool:
     return True
 
 
-_scan_pool: ThreadPoolExecutor | None = None
-_scan_pool_lock = threading.Lock()
+_workers: dict[str, ThreadPoolExecutor] = {}
+_workers_lock = threading.Lock()
 
 
-def _scan_executor() -> ThreadPoolExecutor:
-    """One worker thread for the background full-frame scans of all analyzers in the process."""
-    global _scan_pool
-    with _scan_pool_lock:
-        if _scan_pool is None:
-            _scan_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facesense-scan")
-        return _scan_pool
+def _worker(name: str) -> ThreadPoolExecutor:
+    """One worker thread per kind of background job ("scan": full-frame scans; "attributes":
+    age and gender re-estimates), shared by all analyzers in the process."""
+    with _workers_lock:
+        if name not in _workers:
+            _workers[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"facesense-{name}")
+        return _workers[name]
 
 
 def _timed_scan(detector: FaceDetector, frame: np.ndarray) -> tuple[list[Box], float]:
     start = time.perf_counter()
     boxes = list(detector.detect(frame))
     return boxes, (time.perf_counter() - start) * 1000
+
+
+def _timed_attributes(models: dict, batches: dict, face_ids: list[int], frame_index: int):
+    """Age and gender of some faces, off the frame path: (ids, frame, {task: values}, ms)."""
+    start = time.perf_counter()
+    values = {task: model.predict(batches[task]) for task, model in models.items()}
+    return face_ids, frame_index, values, (time.perf_counter() - start) * 1000
 
 
 def _as_model_dict(models) -> Mapping:
@@ -179,6 +193,7 @@ class FrameAnalyzer:
         self._last: dict[int, FaceResult] = {}
         self.schedule = AttributeSchedule(self.settings.attribute_every)
         self._attributes: dict[int, dict[str, float]] = {}  # face id -> latest smoothed age/gender
+        self._attribute_job: Future | None = None  # background re-estimates in flight
         self._frame_index = 0
         self._since_full_scan = 0
         self._scan: Future | None = None            # background full scan in flight
@@ -208,6 +223,7 @@ class FrameAnalyzer:
         if models is not None:
             self._models = models
             self.schedule.reset()  # new networks: every face's age and gender from them, now
+            self._attribute_job = None  # the old networks' answers are dropped
         if settings is not None:
             if self._own_detector and settings.detector != self.settings.detector:
                 self.detector = HaarFaceDetector(settings.detector)
@@ -217,11 +233,13 @@ class FrameAnalyzer:
             self.smoother.set_window(settings.smoothing_window)
             if (settings.attribute_every, settings.tasks) != (self.settings.attribute_every, self.settings.tasks):
                 self.schedule = AttributeSchedule(settings.attribute_every)
+                self._attribute_job = None
             self.settings = settings
         if do_reset:
             self.tracker.reset()
             self.smoother.reset()
             self.schedule.reset()
+            self._attribute_job = None
             self._attributes.clear()
             self._last.clear()
             self._frame_index = 0
@@ -265,7 +283,7 @@ class FrameAnalyzer:
             if due and self._scan is None:
                 if self._scan_detector is None:
                     self._scan_detector = HaarFaceDetector(self.settings.detector)
-                self._scan = _scan_executor().submit(_timed_scan, self._scan_detector, frame.copy())
+                self._scan = _worker("scan").submit(_timed_scan, self._scan_detector, frame.copy())
                 self._since_full_scan = 0
             # Known faces first: their boxes are current, the scan's may be a few frames old.
             boxes = [box for track in tracks for box in near(frame, track.search_box)] + found
@@ -281,16 +299,15 @@ class FrameAnalyzer:
 
     def _predict(self, frame: np.ndarray, visible: list[Track], index: int,
                  timings: dict[str, float]) -> dict[str, dict]:
-        """Each task's outputs by position in ``visible``: every face for emotion, the faces
-        the :class:`AttributeSchedule` says are due for age and gender."""
+        """Each task's outputs by position in ``visible``: every face for emotion; for age and
+        gender, the newcomers (in line) and the faces whose background re-estimate arrived."""
         models = _as_model_dict(self._models)
         tasks = [t for t in self.settings.tasks if t in models]
-        outputs: dict[str, dict] = {}
+        stable = [t for t in tasks if t in STABLE_TASKS]
+        outputs: dict[str, dict] = {t: {} for t in tasks}
         if not visible or not tasks:
             return outputs
-        everyone = list(range(len(visible)))
-        due = self.schedule.due(index, [t.id for t in visible]) \
-            if any(t in STABLE_TASKS for t in tasks) else []
+        ids = [t.id for t in visible]
         boxes = [t.detection for t in visible]
         t0 = time.perf_counter()
         batches: dict = {}  # tasks whose models share a FaceSpec share one preprocessed batch
@@ -299,15 +316,40 @@ class FrameAnalyzer:
             if spec not in batches:
                 batches[spec] = models[task].prepare(frame, boxes)
         timings["preprocess"] = (time.perf_counter() - t0) * 1000
+        if stable:
+            self._collect_attributes(ids, outputs, timings)
+        due = self.schedule.due(index, ids) if stable else []
+        later = [i for i in due if ids[i] in self.schedule] if self.settings.attributes_in_background else []
+        inline = [i for i in due if i not in later]
         for task in tasks:
             batch = batches[models[task].spec]
-            rows = due if task in STABLE_TASKS else everyone
+            rows = inline if task in STABLE_TASKS else list(range(len(ids)))
             t0 = time.perf_counter()
-            values = models[task].predict(batch if rows is everyone else batch[rows]) if rows else []
+            values = models[task].predict(batch if len(rows) == len(ids) else batch[rows]) if rows else []
             timings[task] = (time.perf_counter() - t0) * 1000 if rows else 0.0
-            outputs[task] = dict(zip(rows, values))
-        self.schedule.estimated(index, [visible[i].id for i in due])
+            outputs[task].update(zip(rows, values))
+        self.schedule.estimated(index, [ids[i] for i in inline])
+        if later and self._attribute_job is None:  # one job at a time; faces left out stay due
+            self._attribute_job = _worker("attributes").submit(
+                _timed_attributes, {t: models[t] for t in stable},
+                {t: batches[models[t].spec][later] for t in stable}, [ids[i] for i in later], index)
         return outputs
+
+    def _collect_attributes(self, ids: list[int], outputs: dict[str, dict], timings: dict[str, float]) -> None:
+        """Put a finished background re-estimate into ``outputs`` (by position in ``ids``).
+
+        A model error raised there fails this frame, as it would in line; its faces stay due.
+        """
+        job = self._attribute_job
+        if job is None or not job.done():
+            return
+        self._attribute_job = None
+        face_ids, frame_index, values, timings["attributes"] = job.result()
+        position = {face_id: i for i, face_id in enumerate(ids)}
+        here = [f for f in face_ids if f in position]  # faces out of view stay due for their return
+        for task, task_values in values.items():
+            outputs[task].update((position[f], v) for f, v in zip(face_ids, task_values) if f in position)
+        self.schedule.estimated(frame_index, here)
 
     def _face_result(self, track: Track, i: int, outputs: dict[str, dict]) -> FaceResult:
         sm = self.smoother

@@ -78,8 +78,8 @@ def _sidebar() -> tuple[AnalyzerSettings, list[dict]]:
         every = st.slider(
             "Age and gender every (frames)", 1, 15, AnalyzerSettings().attribute_every, key="live_every",
             help="Age and gender do not change while a person stays in view: each face is re-estimated "
-                 "every N frames and keeps its estimate in between, which leaves time for more faces. "
-                 "1 = every frame.")
+                 "every N frames, beside the video rather than in its way, and keeps its estimate in "
+                 "between. 1 = every frame.")
         st.caption("Models")
         tasks = tuple(t for t in TASKS if st.checkbox(t.capitalize(), value=True, key=f"live_task_{t}"))
         with st.expander("Connection (remote use)"):

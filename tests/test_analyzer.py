@@ -66,7 +66,7 @@ def check_plausible(face) -> None:
 
 
 def test_three_faces_three_models_one_batch_each(models, multi_frames):
-    analyzer = FrameAnalyzer(models, AnalyzerSettings(attribute_every=1))
+    analyzer = FrameAnalyzer(models, AnalyzerSettings(attribute_every=1, attributes_in_background=False))
     results = [analyzer.process(frame)[1] for frame in multi_frames]
     assert all(r.error is None for r in results)
     assert [r.frame_index for r in results] == list(range(len(multi_frames)))
@@ -87,7 +87,7 @@ def test_three_faces_three_models_one_batch_each(models, multi_frames):
 
 
 def test_age_and_gender_are_re_estimated_in_turn_and_held_in_between(models, multi_frames):
-    analyzer = FrameAnalyzer(models, AnalyzerSettings(attribute_every=3))
+    analyzer = FrameAnalyzer(models, AnalyzerSettings(attribute_every=3, attributes_in_background=False))
     with_faces, age_batches = [], []
     for frame in multi_frames:
         calls = len(models["age"].batch_sizes)
@@ -111,6 +111,30 @@ def test_age_and_gender_are_re_estimated_in_turn_and_held_in_between(models, mul
         previous = {f.face_id: f.age for f in result.faces}
     faces = sum(len(r.faces) for r in with_faces)
     assert faces / 3 - 6 <= sum(age_batches) <= faces / 2  # each face about every third frame
+
+
+def test_re_estimates_run_beside_the_frame_path_and_their_failures_fail_one_frame(models, multi_frames):
+    analyzer = FrameAnalyzer(models, AnalyzerSettings(attribute_every=3))  # background: the default
+    results, seen, ages = [], set(), {}
+    for frame in multi_frames:
+        result = analyzer.analyze(frame)
+        time.sleep(0.02)  # a camera's pace, roughly: the worker finishes between frames
+        assert result.error is None
+        new = {f.face_id for f in result.faces} - seen
+        seen |= new
+        for face in result.faces:
+            check_plausible(face)  # newcomers too: they are estimated in line
+            ages.setdefault(face.face_id, set()).add(face.age)
+        if result.faces and not new:
+            assert result.timings_ms["age"] == 0.0 and result.timings_ms["gender"] == 0.0  # nothing in line
+        results.append(result)
+    arrived = [r for r in results if "attributes" in r.timings_ms]
+    assert len(arrived) >= len(multi_frames) / 4  # re-estimates came back...
+    assert sum(len(values) > 1 for values in ages.values()) >= 3  # ...and moved the faces' ages
+    models["age"].fail_next = True  # a background failure fails the frame that collects it, once
+    errors = [analyzer.analyze(frame).error for frame in multi_frames[:8] if time.sleep(0.02) is None]
+    assert sum(e is not None and "injected model failure" in e for e in errors) == 1
+    assert errors[-1] is None
 
 
 def test_attribute_schedule_spreads_faces_that_fall_due_together():
