@@ -65,7 +65,9 @@ def summary(values) -> dict:
     return {"n": int(values.size), "median_ms": float(np.median(values)), "p95_ms": float(np.percentile(values, 95))}
 
 
-def bench_pipeline(path: Path, frames: int, warmup: int, settings: AnalyzerSettings) -> dict:
+def bench_pipeline(path: Path, frames: int, warmup: int, settings: AnalyzerSettings, pace: float = 0.0) -> dict:
+    """Time ``frames`` frames of the video through the analyzer; back to back, or with ``pace``
+    frames per second at most, as a camera delivers them (then background work keeps up)."""
     models = ActiveModels(tasks=settings.tasks)
     analyzer = FrameAnalyzer(models, settings)
     analyzer.warm_up()
@@ -75,6 +77,8 @@ def bench_pipeline(path: Path, frames: int, warmup: int, settings: AnalyzerSetti
     for i, (frame, decode_ms) in enumerate(timed_frames(path, warmup + frames)):
         if i == warmup:
             start, cpu_start = time.perf_counter() - decode_ms / 1000, time.process_time()
+        if pace > 0 and start is not None:
+            time.sleep(max(0.0, start + (i - warmup) / pace - time.perf_counter()))
         _, result = analyzer.process(frame)
         if i < warmup:
             continue
@@ -99,6 +103,7 @@ def bench_pipeline(path: Path, frames: int, warmup: int, settings: AnalyzerSetti
         "faces_histogram": np.bincount(faces).tolist(),
         "models": analyzer.model_versions(),
         "attribute_every": settings.attribute_every,
+        "pace": pace,
     }
 
 
@@ -146,7 +151,8 @@ def report(video: Path, pipeline: dict, anchor: dict | None, anchor_note: str = 
         f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} at the end "
         "(other work on the cores slows every figure)",
         f"models: {pipeline['models']}; age and gender re-estimated per face every "
-        f"{pipeline['attribute_every']} frame(s)",
+        f"{pipeline['attribute_every']} frame(s); frames "
+        + (f"delivered at {pipeline['pace']:g} fps (--pace)" if pipeline.get("pace") else "back to back"),
         "",
         f"{'stage':<11}{'median ms':>10}{'p95 ms':>9}{'frames':>8}",
     ]
@@ -204,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="TensorFlow threads (1, as the Live page uses; 0 = TensorFlow's default pool)")
     parser.add_argument("--attribute-every", type=int, default=AnalyzerSettings().attribute_every,
                         help="frames between re-estimates of a face's age and gender (1 = every frame)")
+    parser.add_argument("--pace", type=float, default=0.0,
+                        help="deliver at most this many frames per second, as a camera does (0: back to back)")
     parser.add_argument("--no-anchor", action="store_true", help="skip the fer anchor even if installed")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -218,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         limit_inference_threads(args.tf_threads)
     tracking = TrackingSettings(full_scan_every=args.full_scan_every, background_scan=not args.inline_scan)
     settings = AnalyzerSettings(tasks=tasks, tracking=tracking, attribute_every=args.attribute_every)
-    pipeline = bench_pipeline(args.video, args.frames, args.warmup, settings)
+    pipeline = bench_pipeline(args.video, args.frames, args.warmup, settings, args.pace)
     anchor = None if args.no_anchor else bench_fer(args.video, args.frames, args.warmup)
     print(report(args.video, pipeline, anchor, "skipped (--no-anchor)" if args.no_anchor else ""))
     if args.json:
