@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     pk.add_argument("--out", required=True, help="the .npz file to write")
     pk.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=("train", "val", "test"))
     pk.add_argument("--quality", type=int, default=101, help="WebP quality 1-100, or 101 for lossless (default)")
-    sel = sub.add_parser("select", help="score every model and every pair, with and without the mirror, on "
-                                        "validation (and test), best on validation first: what to combine")
+    sel = sub.add_parser("select", help="score every group of up to --max-members models (default: singles and pairs), "
+                                        "with and without the mirror, on validation (and test), best on "
+                                        "validation first: what to combine")
     sel.add_argument("--task", required=True, choices=TASKS)
     sel.add_argument("--data", required=True)
     sel.add_argument("--models", required=True, nargs="+", help="model.keras files (cards beside them)")
