@@ -25,8 +25,9 @@ from typing import Mapping
 import numpy as np
 
 from core.config import EMOTIONS, TASKS
-from core.detection import DetectorSettings, FaceDetector, HaarFaceDetector
+from core.detection import Detection, DetectorSettings, FaceDetector, effective_settings, make_detector
 from core.overlay import draw_faces
+from core.pose import head_pose
 from core.preprocess import Box
 from core.smoothing import FaceSmoother
 from core.tracking import FaceTracker, Track, TrackingSettings, iou, merge_overlapping
@@ -44,9 +45,10 @@ class AnalyzerSettings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     def to_dict(self) -> dict:
-        """Plain JSON-able form (recorded with each session)."""
+        """Plain JSON-able form (recorded with each session): the detector that really ran."""
         data = asdict(self)
         data["tasks"] = list(self.tasks)
+        data["detector"] = effective_settings(self.detector).to_dict()
         return data
 
 
@@ -58,6 +60,8 @@ class FaceResult:
     emotion: str | None                   # argmax name
     age: float | None                     # years, smoothed
     gender: float | None                  # P(female) in [0,1], smoothed
+    detector_confidence: float | None = None  # the detector's, 0-1, this frame (None: Haar gives none)
+    pose: tuple[float, float, float] | None = None  # yaw, pitch, roll in degrees (None: no landmarks)
 
 
 @dataclass
@@ -152,7 +156,7 @@ def _worker(name: str) -> ThreadPoolExecutor:
         return _workers[name]
 
 
-def _timed_scan(detector: FaceDetector, frame: np.ndarray) -> tuple[list[Box], float]:
+def _timed_scan(detector: FaceDetector, frame: np.ndarray) -> tuple[list[Detection], float]:
     start = time.perf_counter()
     boxes = list(detector.detect(frame))
     return boxes, (time.perf_counter() - start) * 1000
@@ -183,7 +187,7 @@ class FrameAnalyzer:
         self._models = models  # core.models.ActiveModels (hot reload) or dict[str, TaskModel]
         self.settings = settings or AnalyzerSettings()
         self._own_detector = detector is None
-        self.detector = detector or HaarFaceDetector(self.settings.detector)
+        self.detector = detector or make_detector(self.settings.detector)
         self.tracker = FaceTracker(self.settings.tracking)
         self.smoother = FaceSmoother(self.settings.smoothing_window)
         self._lock = threading.Lock()
@@ -197,7 +201,7 @@ class FrameAnalyzer:
         self._frame_index = 0
         self._since_full_scan = 0
         self._scan: Future | None = None            # background full scan in flight
-        self._scan_detector: HaarFaceDetector | None = None  # its own cascade (not thread-safe to share)
+        self._scan_detector: FaceDetector | None = None  # its own instance (Haar's cascade is not thread-safe)
         self.failed_frames = 0
 
     # -- control (any thread) -------------------------------------------------------
@@ -226,7 +230,7 @@ class FrameAnalyzer:
             self._attribute_job = None  # the old networks' answers are dropped
         if settings is not None:
             if self._own_detector and settings.detector != self.settings.detector:
-                self.detector = HaarFaceDetector(settings.detector)
+                self.detector = make_detector(settings.detector)
                 self._scan_detector = None
             if settings.tracking != self.settings.tracking:
                 self.tracker.settings = settings.tracking
@@ -264,7 +268,7 @@ class FrameAnalyzer:
                 models[task].predict(np.zeros((1, *models[task].spec.input_shape), np.uint8))
 
     # -- the pipeline (video thread) ------------------------------------------------
-    def _detect(self, frame: np.ndarray, timings: dict[str, float]) -> list[Box]:
+    def _detect(self, frame: np.ndarray, timings: dict[str, float]) -> list[Detection]:
         tracks = self.tracker.tracks
         near = getattr(self.detector, "detect_near", None)
         tracking = self.settings.tracking
@@ -275,14 +279,14 @@ class FrameAnalyzer:
             return merge_overlapping(self.detector.detect(frame))
         self._since_full_scan += 1
         due = self._since_full_scan >= every
-        found: list[Box] = []
+        found: list[Detection] = []
         if tracking.background_scan and self._own_detector:
             if self._scan is not None and self._scan.done():
                 found, timings["scan"] = self._scan.result()  # an earlier frame's scan: new faces
                 self._scan = None
             if due and self._scan is None:
                 if self._scan_detector is None:
-                    self._scan_detector = HaarFaceDetector(self.settings.detector)
+                    self._scan_detector = make_detector(self.settings.detector)
                 self._scan = _worker("scan").submit(_timed_scan, self._scan_detector, frame.copy())
                 self._since_full_scan = 0
             # Known faces first: their boxes are current, the scan's may be a few frames old.
@@ -293,7 +297,7 @@ class FrameAnalyzer:
                 self._since_full_scan = 0
             # Follow known faces the scan (if any) did not find: searched at their own scale in
             # full resolution, small faces are kept that a downscaled scan misses.
-            boxes = found + [box for track in tracks if not any(_overlaps(track.search_box, f) for f in found)
+            boxes = found + [box for track in tracks if not any(_overlaps(track.search_box, f.box) for f in found)
                              for box in near(frame, track.search_box)]
         return merge_overlapping(boxes)
 
@@ -309,12 +313,13 @@ class FrameAnalyzer:
             return outputs
         ids = [t.id for t in visible]
         boxes = [t.detection for t in visible]
+        landmarks = [t.found.landmarks if t.found is not None else None for t in visible]
         t0 = time.perf_counter()
         batches: dict = {}  # tasks whose models share a FaceSpec share one preprocessed batch
         for task in tasks:
             spec = models[task].spec
             if spec not in batches:
-                batches[spec] = models[task].prepare(frame, boxes)
+                batches[spec] = models[task].prepare(frame, boxes, landmarks)
         timings["preprocess"] = (time.perf_counter() - t0) * 1000
         if stable:
             self._collect_attributes(ids, outputs, timings)
@@ -351,7 +356,7 @@ class FrameAnalyzer:
             outputs[task].update((position[f], v) for f, v in zip(face_ids, task_values) if f in position)
         self.schedule.estimated(frame_index, here)
 
-    def _face_result(self, track: Track, i: int, outputs: dict[str, dict]) -> FaceResult:
+    def _face_result(self, track: Track, i: int, outputs: dict[str, dict], frame_shape) -> FaceResult:
         sm = self.smoother
         probs = emotion = None
         if "emotion" in outputs:
@@ -363,7 +368,10 @@ class FrameAnalyzer:
                 known[task] = float(sm.smooth(track.id, task, float(outputs[task][i])))
         age = known.get("age") if "age" in outputs else None
         gender = float(np.clip(known["gender"], 0.0, 1.0)) if "gender" in outputs and "gender" in known else None
-        return FaceResult(track.id, track.int_box, probs, emotion, age, gender)
+        found = track.found
+        pose = head_pose(found.landmarks, frame_shape) if found is not None and found.landmarks is not None else None
+        return FaceResult(track.id, track.int_box, probs, emotion, age, gender,
+                          found.confidence if found is not None else None, pose)
 
     def analyze(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> FrameResult:
         self._apply_pending()
@@ -385,7 +393,7 @@ class FrameAnalyzer:
                 self._attributes.pop(face_id, None)
             timings["track"] = (time.perf_counter() - t0) * 1000
             outputs = self._predict(frame_bgr, update.visible, index, timings)
-            faces = [self._face_result(track, i, outputs) for i, track in enumerate(update.visible)]
+            faces = [self._face_result(track, i, outputs, frame_bgr.shape) for i, track in enumerate(update.visible)]
             self._last.update({f.face_id: f for f in faces})
             held = [replace(self._last[t.id], box=t.int_box) for t in update.held if t.id in self._last]
         except Exception as exc:  # one bad frame must never end a live stream

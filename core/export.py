@@ -27,13 +27,13 @@ import pandas as pd
 from core.config import EMOTIONS
 from core.session_stats import FEMALE_THRESHOLD, summary
 from core.store import SessionStore
-from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS
+from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS, POSE_COLUMNS
 
 log = logging.getLogger(__name__)
 
 FRAME_COLUMNS = (
     "session_id", "session_name", "timestamp", "elapsed_s", "frame_index", "face_id", *BOX_COLUMNS,
-    *EMOTION_COLUMNS, "dominant_emotion", "age", "p_female", "gender",
+    *EMOTION_COLUMNS, "dominant_emotion", "age", "p_female", "gender", "detector_confidence", *POSE_COLUMNS,
 )
 SUMMARY_COLUMNS = (
     "session_id", "session_name", "source", "source_path", "status", "started_at", "ended_at", "duration_s",
@@ -70,6 +70,9 @@ def frame_chunks(store: SessionStore, session_id: int, chunk_rows: int = 50_000)
         out["p_female"] = chunk["p_female"].astype(float).round(4)
         p_female = chunk["p_female"].astype(float)
         out["gender"] = p_female.ge(FEMALE_THRESHOLD).map({True: "female", False: "male"}).where(p_female.notna())
+        out["detector_confidence"] = chunk["detector_confidence"].astype(float).round(3)
+        for column in POSE_COLUMNS:
+            out[column] = chunk[column].astype(float).round(1)
         yield out[list(FRAME_COLUMNS)]
 
 

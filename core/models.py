@@ -79,8 +79,9 @@ class TaskModel:
     def class_names(self) -> list[str]:
         return list(self.card.get("class_names") or (EMOTIONS if self.task == "emotion" else []))
 
-    def prepare(self, frame: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-        return preprocess_faces(frame, self.spec, boxes)
+    def prepare(self, frame: np.ndarray, boxes: Sequence[Box],
+                landmarks: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+        return preprocess_faces(frame, self.spec, boxes, landmarks)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:

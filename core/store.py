@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.config import app_paths
-from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS, SOURCES, ensure_schema, results, sessions
+from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS, POSE_COLUMNS, SOURCES, ensure_schema, results, sessions
 
 if TYPE_CHECKING:  # the analyzer pulls in the models; the store only needs the shape of a result
     from core.analyzer import FrameResult
@@ -43,9 +43,9 @@ SESSION_COLUMNS = (
     "id", "name", "source", "source_path", "started_at", "ended_at", "status", "ended_abnormally",
     "duration_s", "frame_count", "face_frame_count", "row_count", "settings", "model_versions",
 )
-FLOAT_RESULT_COLUMNS = ("timestamp", *EMOTION_COLUMNS, "age", "p_female")
+FLOAT_RESULT_COLUMNS = ("timestamp", *EMOTION_COLUMNS, "age", "p_female", "detector_confidence", *POSE_COLUMNS)
 RESULT_COLUMNS = ("session_id", "timestamp", "frame_index", "face_id", *BOX_COLUMNS, *EMOTION_COLUMNS,
-                  "dominant_emotion", "age", "p_female")
+                  "dominant_emotion", "age", "p_female", "detector_confidence", *POSE_COLUMNS)
 
 _live_lock = threading.Lock()
 _live_sessions: set[tuple[str, int]] = set()  # (database, session id) started and not ended in this process
@@ -119,6 +119,8 @@ def result_rows(session_id: int, result: "FrameResult") -> list[dict]:
             "dominant_emotion": face.emotion,
             "age": _finite(face.age),
             "p_female": _finite(face.gender),
+            "detector_confidence": _finite(face.detector_confidence),
+            **dict(zip(POSE_COLUMNS, [_finite(v) for v in face.pose] if face.pose is not None else [None] * 3)),
         }
         rows.append(row)
     return rows

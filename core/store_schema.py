@@ -27,6 +27,7 @@ SCHEMA_VERSION = 1
 SOURCES = ("webcam", "video")
 EMOTION_COLUMNS = tuple(f"p_{name}" for name in EMOTIONS)
 BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
+POSE_COLUMNS = ("yaw", "pitch", "roll")  # degrees, from the detector's landmarks (core.pose)
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -90,6 +91,9 @@ results = sa.Table(
     sa.Column("dominant_emotion", sa.String(16), nullable=True),
     sa.Column("age", sa.Float, nullable=True),
     sa.Column("p_female", sa.Float, nullable=True),
+    # added with the CNN detector; NULL in rows written before it, or by a detector without them
+    sa.Column("detector_confidence", sa.Float, nullable=True),
+    *(sa.Column(name, sa.Float, nullable=True) for name in POSE_COLUMNS),
     sa.Index("ix_frame_results_session_time", "session_id", "timestamp"),
 )
 

@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from core.preprocess import Box
+from core.detection import Detection
+from core.preprocess import Box, iou  # noqa: F401  (iou: part of this module's API)
 
 
 @dataclass(frozen=True)
@@ -44,42 +45,37 @@ class TrackingSettings:
     background_scan: bool = True
 
 
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = min(ax + aw, bx + bw) - max(ax, bx)
-    ih = min(ay + ah, by + bh) - max(ay, by)
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / float(aw * ah + bw * bh - inter)
+def as_detection(found: Detection | Box) -> Detection:
+    """A :class:`Detection` from a detector's answer or a bare (x, y, w, h) box."""
+    return found if isinstance(found, Detection) else Detection(tuple(int(v) for v in found))
 
 
-def merge_overlapping(boxes: Sequence[Box], threshold: float = 0.4) -> list[Box]:
-    """Drop boxes that overlap an earlier kept box by more than ``threshold`` IoU.
+def merge_overlapping(found: Sequence[Detection | Box], threshold: float = 0.4) -> list[Detection]:
+    """Drop detections that overlap an earlier kept one by more than ``threshold`` IoU.
 
     Full scans and per-face searches can report the same face twice; the first report is
     kept (callers list the most trusted source first).
     """
-    kept: list[Box] = []
-    for box in boxes:
-        if all(iou(box, other) <= threshold for other in kept):
-            kept.append(box)
+    kept: list[Detection] = []
+    for det in map(as_detection, found):
+        if all(iou(det.box, other.box) <= threshold for other in kept):
+            kept.append(det)
     return kept
 
 
 @dataclass
 class Track:
-    """One followed face. ``box`` is smoothed for display; ``detection`` is this frame's raw box.
-    ``id`` is 0 while the track is tentative (fewer than ``min_hits`` detections), so false
-    boxes that vanish at once never use up an ID."""
+    """One followed face. ``box`` is smoothed for display; ``detection`` is this frame's raw box
+    and ``found`` the detector's whole answer for it (confidence, landmarks), both None when
+    missed. ``id`` is 0 while the track is tentative (fewer than ``min_hits`` detections), so
+    false boxes that vanish at once never use up an ID."""
 
     id: int
     box: tuple[float, float, float, float]
     detection: Box | None
     hits: int = 1
     missed: int = 0
+    found: Detection | None = None
 
     @property
     def int_box(self) -> Box:
@@ -147,9 +143,10 @@ class FaceTracker:
                 used.add(di)
         return matches
 
-    def update(self, detections: Sequence[Box]) -> TrackerUpdate:
+    def update(self, found: Sequence[Detection | Box]) -> TrackerUpdate:
         s = self.settings
-        detections = [tuple(int(v) for v in d) for d in detections]
+        answers = [as_detection(f) for f in found]
+        detections = [a.box for a in answers]
         matches = self._match(detections)
         out = TrackerUpdate()
         survivors: list[Track] = []
@@ -159,11 +156,12 @@ class FaceTracker:
                 det = detections[matches[ti]]
                 track.box = tuple(alpha * d + (1 - alpha) * b for d, b in zip(det, track.box))
                 track.detection = det
+                track.found = answers[matches[ti]]
                 track.hits += 1
                 track.missed = 0
                 survivors.append(track)
                 continue
-            track.detection = None
+            track.detection = track.found = None
             track.missed += 1
             if track.id == 0:  # tentative and already gone: a false box
                 continue
@@ -174,7 +172,7 @@ class FaceTracker:
         matched = set(matches.values())
         for di, det in enumerate(detections):
             if di not in matched:
-                survivors.append(Track(0, tuple(float(v) for v in det), det))
+                survivors.append(Track(0, tuple(float(v) for v in det), det, found=answers[di]))
         self._tracks = survivors
         for track in survivors:
             if track.id == 0 and track.hits >= s.min_hits:

@@ -15,7 +15,7 @@ from core.live_session import LiveSession
 from core.models import ActiveModels
 from core.registry import ModelRegistry
 from core.store import SessionStore
-from tests.test_tracking import read_frames
+from tests.clips import read_frames
 
 
 class CountingModel:
@@ -27,8 +27,8 @@ class CountingModel:
         self.batch_sizes: list[int] = []
         self.fail_next = False
 
-    def prepare(self, frame, boxes):
-        return self.model.prepare(frame, boxes)
+    def prepare(self, frame, boxes, landmarks=None):
+        return self.model.prepare(frame, boxes, landmarks)
 
     def predict(self, batch):
         if self.fail_next:

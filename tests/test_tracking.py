@@ -10,30 +10,10 @@ import numpy as np
 import pytest
 
 from core.analyzer import AnalyzerSettings, FrameAnalyzer
-from core.detection import DetectorSettings, HaarFaceDetector
+from core.detection import DetectorSettings, make_detector
 from core.smoothing import FaceSmoother, RollingMean
 from core.tracking import FaceTracker, TrackingSettings, iou, merge_overlapping
-from tests.conftest import shared_path
-
-
-def read_frames(name: str, count: int, step: int = 1, start: int = 0) -> list[np.ndarray]:
-    """``count`` decoded frames of a shared clip, every ``step``-th from frame ``start``."""
-    cap = cv2.VideoCapture(str(shared_path("video", name)))
-    frames = []
-    try:
-        for _ in range(start):
-            cap.grab()
-        while len(frames) < count:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-            for _ in range(step - 1):
-                cap.grab()
-    finally:
-        cap.release()
-    assert frames, f"could not decode {name}"
-    return frames
+from tests.clips import read_frames
 
 
 def follow(frames, tracking: TrackingSettings | None = None):
@@ -59,7 +39,7 @@ def test_iou_and_merge():
     assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
     assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
     kept = merge_overlapping([(0, 0, 10, 10), (1, 1, 10, 10), (30, 30, 10, 10)])
-    assert kept == [(0, 0, 10, 10), (30, 30, 10, 10)]
+    assert [d.box for d in kept] == [(0, 0, 10, 10), (30, 30, 10, 10)]
 
 
 def test_tracker_ids_new_person_false_box_and_dropout():
@@ -141,16 +121,17 @@ def test_background_scan_finds_a_newcomer():
     assert {f.face_id for f in results[-1].faces} == {1, 2, 3}
 
 
-def test_detect_near_follows_the_full_scan():
+@pytest.mark.parametrize("kind", ["haar", "yunet"])
+def test_detect_near_follows_the_full_scan(kind):
     frames = read_frames("multi_face_640x480.avi", 25, step=5)
-    detector = HaarFaceDetector()
+    detector = make_detector(DetectorSettings(kind=kind, detect_width=0))
     found = total = 0
     for previous, frame in zip(frames, frames[1:]):
-        truth = detector.detect(frame)
-        for box in detector.detect(previous):
-            near = detector.detect_near(frame, box)
+        truth = [t.box for t in detector.detect(frame)]
+        for face in detector.detect(previous):
+            near = detector.detect_near(frame, face.box)
             total += 1
-            if near and truth and max(iou(near[0], t) for t in truth) > 0.6:
+            if near and truth and max(iou(near[0].box, t) for t in truth) > 0.6:
                 found += 1
     assert total >= 2 * len(frames)
     assert found >= 0.95 * total
@@ -164,8 +145,14 @@ def test_sensitivity_maps_to_min_neighbors():
     assert DetectorSettings.from_sensitivity(1.0).min_neighbors == 2
     assert DetectorSettings.from_sensitivity(0.0).min_neighbors == 8
     assert DetectorSettings.from_sensitivity(7).min_neighbors == 2  # clipped
-    assert DetectorSettings.from_sensitivity(0.25, min_face=80).sensitivity == pytest.approx(1 / 3)
+    assert DetectorSettings.from_sensitivity(0.25, min_face=80, kind="haar").sensitivity == pytest.approx(1 / 3)
     assert DetectorSettings.from_sensitivity(0.25, min_face=80).min_face == 80
+    # YuNet: the same scale on its confidence threshold, and back
+    assert DetectorSettings.from_sensitivity(0.5).min_confidence == pytest.approx(DetectorSettings().min_confidence)
+    assert DetectorSettings.from_sensitivity(1.0).min_confidence == pytest.approx(0.3)
+    assert DetectorSettings.from_sensitivity(0.25).sensitivity == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="unknown face detector 'mtcnn'"):
+        DetectorSettings(kind="mtcnn")
 
 
 # -- smoothing -----------------------------------------------------------------------------
