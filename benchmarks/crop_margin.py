@@ -1,11 +1,14 @@
-"""Which crop margin makes live emotion crops look like FER2013's faces: ``python -m benchmarks.crop_margin``.
+"""Which crop (margin, alignment) suits a model on live-path crops: ``python -m benchmarks.crop_margin``.
 
-FER2013 faces are framed a little wider than the Haar detector's box, and the live app
-feeds the network the detector's box grown by the card's ``preprocess.margin``. This
-script finds the face in each FER2013 image with the app's detector (images upscaled 4x
-so the face spans webcam-like pixel sizes), crops it at several margins the way the app
-does, and prints the emotion model's accuracy per margin beside its accuracy on the
-uncropped images. Choose the margin on ``--split val``; report on ``test``.
+The live app feeds each network the detector's box grown by the card's
+``preprocess.margin`` and, with ``preprocess.align``, turned so the eyes are level. This
+script runs a detector on every image of a split the way the loaders do (images upscaled
+to webcam-like face sizes, the largest face taken), cuts each found face at several
+margins with and without alignment through the one preprocessing function, and prints
+the model's figure per crop. Every image counts: for emotion, an image without a face
+found counts as wrong (the live path never sees that face); for age and gender, the
+figure is over the faces found, and how many were not is printed. Choose on ``--split
+val``; report on ``test``.
 """
 import core  # noqa: F401  (first: safe native-library import order)
 
@@ -15,59 +18,99 @@ import json
 
 import numpy as np
 
+from core.detection import DETECTORS, Detection
 from core.models import TaskModel
 from core.preprocess import FaceSpec, preprocess_face
 from core.registry import read_card
-from training.data import detect_face_upscaled, load_dataset
-from training.evaluate import predict
+from training.data import detect_face, detect_face_upscaled, split_images
+from training.evaluate import decide, predict
 
 MARGINS = (0.0, 0.05, 0.08, 0.1, 0.12, 0.15)
+DEFAULT_DATA = {"emotion": "../shared/data/fer2013_images.zip", "age": "../shared/data/utkface_96.tar",
+                "gender": "../shared/data/utkface_96.tar"}
 
 
-def detected_faces(images: np.ndarray) -> tuple[np.ndarray, list, list]:
-    """Indices, upscaled BGR images and detector boxes of the images where a face was found
+def detected_faces(images, detector: str = "yunet") -> tuple[np.ndarray, list, list[Detection]]:
+    """Indices, upscaled BGR images and detections of the images where a face was found
     (the loaders' own detection step, :func:`training.data.detect_face_upscaled`)."""
-    index, frames, boxes = [], [], []
+    index, frames, found = [], [], []
     for i, img in enumerate(images):
-        frame, box = detect_face_upscaled(img)
-        if box is not None:
+        frame, face = detect_face_upscaled(img, detector)
+        if face is not None:
             index.append(i)
             frames.append(frame)
-            boxes.append(box)
-    return np.array(index, dtype=int), frames, boxes
+            found.append(face)
+    return np.array(index, dtype=int), frames, found
 
 
-def accuracy_by_margin(model: TaskModel, frames: list, boxes: list, y: np.ndarray, spec: FaceSpec,
-                       margins=MARGINS) -> dict[float, float]:
+def figure(task: str, y: np.ndarray, raw: np.ndarray, total: int | None = None) -> float:
+    """Accuracy (emotion: counted over ``total`` images, misses wrong) or MAE in years."""
+    pred = decide(task, raw)
+    if task == "age":
+        return float(np.mean(np.abs(pred - y)))
+    return float(np.sum(pred == y) / (total or len(y)))
+
+
+def score_crops(model: TaskModel, frames: list, found: list, y: np.ndarray, spec: FaceSpec,
+                margins=MARGINS, aligns=(False, True), total: int | None = None) -> dict[tuple[float, bool], float]:
+    """The model's figure for each (margin, align) crop of the same detected faces."""
     out = {}
-    for margin in margins:
-        crop_spec = dataclasses.replace(spec, margin=margin)
-        x = np.stack([preprocess_face(frame, crop_spec, box) for frame, box in zip(frames, boxes)])
-        out[margin] = float(np.mean(predict(model, x).argmax(axis=1) == y))
+    for align in aligns:
+        for margin in margins:
+            crop = dataclasses.replace(spec, margin=margin, align=align)
+            x = np.stack([preprocess_face(f, crop, d.box, d.landmarks) for f, d in zip(frames, found)])
+            out[(margin, align)] = figure(model.task, y, predict(model, x), total)
     return out
+
+
+def faces_of_split(task: str, data: str, split: str, detector: str):
+    """(images, labels, index of found, frames to crop from, detections). UTKFace faces are cut
+    from the images themselves (as the loaders do); FER2013's from the 4x upscaled copies (as the
+    live path meets them: webcam-sized faces)."""
+    images, y = split_images(task, data, split)
+    if task == "emotion":
+        index, frames, found = detected_faces(images, detector)
+        return images, y, index, frames, found
+    dets = [detect_face(img, detector) for img in images]
+    index = np.array([i for i, d in enumerate(dets) if d is not None], dtype=int)
+    return images, y, index, [images[i] for i in index], [dets[i] for i in index]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/emotion.keras")
-    parser.add_argument("--data", default="../shared/data/fer2013_images.zip")
+    parser.add_argument("--task", default="emotion", choices=("emotion", "age", "gender"))
+    parser.add_argument("--model", help="default: models/<task>.keras")
+    parser.add_argument("--data", help="default: the shared data set of the task")
     parser.add_argument("--split", default="val", choices=("val", "test"))
+    parser.add_argument("--detector", default="yunet", choices=DETECTORS)
+    parser.add_argument("--margins", type=float, nargs="+", default=list(MARGINS))
+    parser.add_argument("--align", choices=("both", "on", "off"), default="both")
     args = parser.parse_args()
-    card = read_card(args.model)
-    model = TaskModel.load(args.model, card)
+    path = args.model or f"models/{args.task}.keras"
+    card = read_card(path)
+    model = TaskModel.load(path, card)
     spec = FaceSpec.from_dict(card["preprocess"])
-    data = load_dataset("emotion", args.data, args.split, spec=spec)
-    index, frames, boxes = detected_faces(data.x)
-    y = data.y[index]
-    whole = float(np.mean(predict(model, data.x[index]).argmax(axis=1) == y))
-    print(f"{args.split}: face found in {len(index)} of {len(data.y)} images; card margin {spec.margin}")
-    print(f"{'crop':<16}{'accuracy':>10}")
-    print(f"{'whole image':<16}{whole:>10.4f}")
-    results = accuracy_by_margin(model, frames, boxes, y, spec)
-    for margin, acc in results.items():
-        print(f"{'margin ' + format(margin, '.2f'):<16}{acc:>10.4f}")
-    print(json.dumps({"split": args.split, "n": len(index), "whole_image": whole,
-                      "by_margin": {str(k): v for k, v in results.items()}}))
+    images, y, index, frames, found = faces_of_split(args.task, args.data or DEFAULT_DATA[args.task],
+                                                     args.split, args.detector)
+    aligns = {"both": (False, True), "on": (True,), "off": (False,)}[args.align]
+    total = len(y) if args.task == "emotion" else None
+    results = score_crops(model, frames, found, y[index], spec, tuple(args.margins), aligns, total)
+    metric = "MAE (years)" if args.task == "age" else "accuracy" + (" (misses wrong)" if total else "")
+    print(f"{args.task} {args.split}, detector {args.detector}: face found in {len(index)} of {len(y)} images "
+          f"({len(y) - len(index)} without); card: margin {spec.margin}, align {spec.align}, "
+          f"detector {spec.detector}")
+    if args.task == "emotion":
+        whole = figure("emotion", y, predict(model, np.stack([preprocess_face(i, spec) for i in images])))
+        print(f"{'whole images (no detector)':<28}{whole:>10.4f}")
+    print(f"{'crop':<28}{metric:>10}")
+    for (margin, align), value in results.items():
+        print(f"{f'margin {margin:.2f}' + (', aligned' if align else ''):<28}{value:>10.4f}")
+    if args.split == "val":  # choose here; test only reports the choice
+        best = (min if args.task == "age" else max)(results, key=results.get)
+        print(f"best on val: margin {best[0]:.2f}, align {best[1]}")
+    print(json.dumps({"task": args.task, "split": args.split, "detector": args.detector, "n": len(y),
+                      "found": len(index), "by_crop": {f"{m}|{'align' if a else 'plain'}": v
+                                                       for (m, a), v in results.items()}}))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from core.detection import DETECTORS, detector_notice
 from core.store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -241,12 +242,13 @@ def start_video_job(path: str | Path, make_analyzer: Callable[[], object], *, na
     return job
 
 
-def default_analyzer():
+def default_analyzer(detector: str = "yunet"):
     """The app's analyzer with the registry's active models (loads TensorFlow)."""
-    from core.analyzer import FrameAnalyzer
+    from core.analyzer import AnalyzerSettings, FrameAnalyzer
+    from core.detection import DetectorSettings
     from core.models import ActiveModels
 
-    analyzer = FrameAnalyzer(ActiveModels())
+    analyzer = FrameAnalyzer(ActiveModels(), AnalyzerSettings(detector=DetectorSettings(kind=detector)))
     analyzer.warm_up()  # graph tracing now, not inside the timed analysis
     return analyzer
 
@@ -257,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", help="video file (" + ", ".join(VIDEO_SUFFIXES) + ")")
     parser.add_argument("--name", help="session name (default: the file name)")
     parser.add_argument("--db", help="SQLAlchemy URL (default: FACESENSE_DB_URL or the SQLite file in FACESENSE_HOME)")
+    parser.add_argument("--detector", default="yunet", choices=DETECTORS,
+                        help="face detector: yunet (CNN, default) or haar (OpenCV's cascade)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -267,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{info.path.name}: {info.width}x{info.height} {info.codec}, {info.fps:.2f} fps, "
           f"{info.frames or '?'} frames, {info.duration_s:.1f} s")
     t0 = time.perf_counter()
-    analyzer = default_analyzer()
+    analyzer = default_analyzer(args.detector)
+    notice = detector_notice()
+    if notice:
+        print(f"warning: {notice}")
     print(f"models loaded in {time.perf_counter() - t0:.1f} s: {analyzer.model_versions()}")
     store = SessionStore(args.db)
     try:

@@ -126,4 +126,11 @@ def test_set_margin_changes_the_live_crop_and_records_the_command(tmp_path, caps
     assert TaskModel.load(model, card).spec.margin == 0.3
     assert card["preprocess_note"] == "measured" and card["card_edits"][-1]["margin_before"] == before
     assert main(["set-margin", "--model", str(model), "--margin", "1.5", "--why", "x"]) == 2
-    assert "between 0 and 1" in capsys.readouterr().err and read_card(model)["preprocess"]["margin"] == 0.3
+    assert "between -0.2 and 1" in capsys.readouterr().err and read_card(model)["preprocess"]["margin"] == 0.3
+    # set-crop: alignment and the detector the crop is meant for, each edit recorded
+    assert main(["set-crop", "--model", str(model), "--align", "on", "--detector", "yunet", "--why", "val"]) == 0
+    spec = TaskModel.load(model, read_card(model)).spec
+    assert (spec.margin, spec.align, spec.detector) == (0.3, True, "yunet")
+    assert read_card(model)["card_edits"][-1]["preprocess_before"]["align"] is False
+    assert main(["set-crop", "--model", str(model), "--why", "nothing"]) == 2
+    assert "nothing to set" in capsys.readouterr().err

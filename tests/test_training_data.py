@@ -269,12 +269,12 @@ def test_archive_members_escaping_the_target_are_rejected(tmp_path, evil):
 
 def test_fer_recrop_crops_faces_again_with_the_detector(tmp_path):
     """The seed design's emotion recipe trains on FER2013 faces re-cropped by a face detector:
-    the detector's box is tighter than FER2013's framing, so re-cropped faces are zoomed in."""
+    Haar's box is tighter than FER2013's framing, so re-cropped faces are zoomed in."""
     from core.preprocess import FaceSpec
 
     archive = fer_sample(tmp_path)
     whole = load_dataset("emotion", archive, "test", spec=FaceSpec(48, 3, 0.0))
-    recropped = load_dataset("emotion", archive, "test", spec=FaceSpec(48, 3, 0.0, recrop=True))
+    recropped = load_dataset("emotion", archive, "test", spec=FaceSpec(48, 3, 0.0, recrop=True, detector="haar"))
     np.testing.assert_array_equal(whole.y, recropped.y)
     assert recropped.x.shape == whole.x.shape and recropped.x.dtype == np.uint8
     # the centre of each whole image, scaled up, is close to its re-cropped face; the whole image is not
@@ -282,3 +282,27 @@ def test_fer_recrop_crops_faces_again_with_the_detector(tmp_path):
     to_whole = np.abs(recropped.x.astype(float) - whole.x).mean()
     to_centre = np.abs(recropped.x.astype(float) - centre).mean()
     assert to_centre < 0.6 * to_whole, (to_centre, to_whole)
+
+
+def test_training_crops_are_cut_by_the_specs_detector_and_cached_per_detector(tmp_path):
+    """Each training face is the detector's face (box and landmarks) cut by the one preprocessing
+    function, so training and live crops agree; Haar and YuNet crops are cached apart."""
+    from core.preprocess import FaceSpec, preprocess_face
+    from training.archives import iter_members
+    from training.data import _decode, _fer_member_label, detect_face
+
+    archive = fer_sample(tmp_path, per_class=2)
+    spec = FaceSpec(48, 1, 0.05, recrop=True, align=True, detector="yunet")
+    faces = load_dataset("emotion", archive, "test", spec=spec)
+    haar = load_dataset("emotion", archive, "test", spec=FaceSpec(48, 1, 0.05, recrop=True, detector="haar"))
+    images = [_decode(data, 1) for name, data in iter_members(archive)
+              if _fer_member_label(name) and _fer_member_label(name)[1] == "test"]
+    found = [detect_face(img, "yunet") for img in images]
+    assert sum(f is not None for f in found) >= 0.9 * len(images)  # YuNet finds nearly every FER2013 face
+    for img, face, x in zip(images, found, faces.x):
+        if face is not None:
+            np.testing.assert_array_equal(x, preprocess_face(img, spec, face.box, face.landmarks))
+    assert not np.array_equal(faces.x, haar.x)
+    from core.config import app_paths
+
+    assert len(list(app_paths().cache_dir.glob("fer-*.npz"))) == 2  # one cache per detector

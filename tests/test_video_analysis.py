@@ -58,7 +58,9 @@ def test_three_stable_face_ids(analysed):
     for face_id, face in rows.groupby("face_id"):  # an ID never jumps to another person
         cx, cy = face["box_x"] + face["box_w"] / 2, face["box_y"] + face["box_h"] / 2
         step = np.hypot(cx.diff(), cy.diff()) / face["box_w"]
-        assert step[face["frame_index"].diff() == 1].max() < 0.6, face_id
+        # (YuNet follows a person walking fast through the room: up to 0.71 box widths a frame
+        # there; a jump to another person is at least 1.5)
+        assert step[face["frame_index"].diff() == 1].max() < 1.0, face_id
 
 
 def test_session_is_complete_and_charts_like_live(analysed, clip):

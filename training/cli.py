@@ -1,7 +1,8 @@
-"""``python -m training fit|ensemble|select|evaluate|set-margin|inspect|pack`` — the training library from the shell."""
+"""``python -m training fit|ensemble|select|evaluate|set-crop|inspect|pack`` — the training library from the shell."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shlex
@@ -12,6 +13,7 @@ from core.config import TASKS
 
 
 def _parser() -> argparse.ArgumentParser:
+    from core.detection import DETECTORS
     from training.builders import ARCHITECTURES, PRECISIONS
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
@@ -28,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", default="runs/latest", help="output folder (model.keras, card.json, evaluation.json)")
     fit.add_argument("--progress", help="append JSON-line progress events to this file")
-    fit.add_argument("--init", help="start from this trained model's weights (same task and architecture)")
+    fit.add_argument("--init", help="start from this trained model's weights (same task and architecture; a "
+                                    "combined model is fine-tuned as a whole)")
     fit.add_argument("--precision", default="float32", choices=sorted(PRECISIONS),
                      help="mixed_bfloat16: bfloat16 compute, float32 weights; faster on CPUs with AVX512-BF16")
     fit.add_argument("--teacher", action="append", default=[],
@@ -38,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--report-split", default="test", choices=("val", "test"),
                      help="split to report on after training (val for a pack without the test split)")
     fit.add_argument("--workers", type=int, default=2, help="augmentation threads")
+    fit.add_argument("--detector", default="yunet", choices=DETECTORS, help="the face detector that cuts training faces")
+    fit.add_argument("--align", choices=("on", "off"), help="turn faces so the eyes are level (default: the task's crop)")
+    fit.add_argument("--margin", type=float, help="crop margin around the detector's box (default: the task's crop)")
     pk = sub.add_parser("pack", help="write a task's preprocessed faces to one compact .npz to train from elsewhere")
     pk.add_argument("--task", required=True, choices=TASKS)
     pk.add_argument("--data", required=True)
@@ -63,12 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True)
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--details", help="write the full evaluation (per class, per group, predictions) here")
+    ev.add_argument("--detector", choices=DETECTORS,
+                    help="cut the faces with this detector instead of the one in the model's card")
     ev.add_argument("--write-card", action="store_true",
                     help="record these metrics (and per-group figures) in the model's card")
-    mar = sub.add_parser("set-margin", help="set the crop margin live inference uses for a model (recorded in its card)")
+    mar = sub.add_parser("set-crop", aliases=["set-margin"],
+                         help="set how live inference crops faces for a model: margin, alignment, detector "
+                              "(recorded in its card)")
     mar.add_argument("--model", required=True, help="model.keras file (its card.json or <name>.json beside it)")
-    mar.add_argument("--margin", required=True, type=float, help="share of the face box added on each side, 0-1")
-    mar.add_argument("--why", required=True, help="how the margin was chosen (kept in the card)")
+    mar.add_argument("--margin", type=float, help="share of the face box added on each side, -0.2 to 1")
+    mar.add_argument("--align", choices=("on", "off"), help="turn faces so the eyes are level (needs landmarks)")
+    mar.add_argument("--detector", choices=DETECTORS, help="the detector whose boxes this crop is meant for")
+    mar.add_argument("--why", required=True, help="how the crop was chosen (kept in the card)")
     ins = sub.add_parser("inspect", help="validate a data set and print its counts")
     ins.add_argument("--task", required=True, choices=TASKS)
     ins.add_argument("--data", required=True)
@@ -99,7 +111,8 @@ def _run_fit(args) -> int:
                     learning_rate=args.lr, augment=not args.no_augment, fraction=args.fraction, seed=args.seed,
                     out=args.out, progress=args.progress, init=args.init, precision=args.precision,
                     teachers=tuple(args.teacher), distill=args.distill, report_split=args.report_split,
-                    workers=args.workers)
+                    workers=args.workers, detector=args.detector, margin=args.margin,
+                    align=None if args.align is None else args.align == "on")
     return _report(fit(cfg))
 
 
@@ -138,7 +151,12 @@ def _run_evaluate(args) -> int:
     if card.get("task") != args.task:
         raise ValueError(f"{path} is a model for {card.get('task')}, not for {args.task}")
     model = TaskModel.load(path, card)
-    data = load_dataset(args.task, args.data, args.split, spec=FaceSpec.from_dict(card["preprocess"]))
+    spec = FaceSpec.from_dict(card["preprocess"])
+    if args.detector:
+        spec = dataclasses.replace(spec, detector=args.detector)
+        if args.write_card:
+            card["preprocess"] = spec.to_dict()  # the figures are for faces this detector cut
+    data = load_dataset(args.task, args.data, args.split, spec=spec)
     details = evaluate(model, data)
     if args.details:
         write_json_atomic(Path(args.details), details)
@@ -153,26 +171,32 @@ def _run_evaluate(args) -> int:
     return 0
 
 
-def _run_set_margin(args) -> int:
-    """Live crops may need another margin than training used (FER2013 images are whole faces
-    framed wider than the detector's box); the card holds it, so the change is recorded there."""
+def _run_set_crop(args) -> int:
+    """Live crops may need another margin, alignment or detector than training used (FER2013
+    images are whole faces framed wider than a detector's box); the card holds them, so the
+    change is recorded there."""
     from datetime import datetime, timezone
 
     from core.preprocess import FaceSpec
     from core.registry import card_path, write_json_atomic
 
-    if not 0.0 <= args.margin <= 1.0:
-        raise ValueError(f"--margin must be between 0 and 1, not {args.margin}")
+    if args.margin is not None and not -0.2 <= args.margin <= 1.0:
+        raise ValueError(f"--margin must be between -0.2 and 1, not {args.margin}")
+    if args.margin is None and args.align is None and args.detector is None:
+        raise ValueError("nothing to set: give --margin, --align or --detector")
     card_file = card_path(Path(args.model))
     card = json.loads(card_file.read_text())
-    before = card["preprocess"].get("margin", 0.0)
-    card["preprocess"] = FaceSpec.from_dict({**card["preprocess"], "margin": args.margin}).to_dict()
+    before = FaceSpec.from_dict(card["preprocess"])
+    changes = {k: v for k, v in (("margin", args.margin), ("align", None if args.align is None else args.align == "on"),
+                                 ("detector", args.detector)) if v is not None}
+    after = dataclasses.replace(before, **changes)
+    card["preprocess"] = after.to_dict()
     card["preprocess_note"] = args.why
     card.setdefault("card_edits", []).append({
-        "command": _command_line(),
-        "margin_before": before, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        "command": _command_line(), "margin_before": before.margin, "preprocess_before": before.to_dict(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     write_json_atomic(card_file, card)
-    print(json.dumps({"model": str(args.model), "margin": args.margin, "margin_before": before}))
+    print(json.dumps({"model": str(args.model), **changes, "margin_before": before.margin}))
     return 0
 
 
@@ -191,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.archives import DataError
 
     commands = {"fit": _run_fit, "ensemble": _run_ensemble, "evaluate": _run_evaluate, "inspect": _run_inspect,
-                "set-margin": _run_set_margin, "pack": _run_pack, "select": _run_select}
+                "set-crop": _run_set_crop, "set-margin": _run_set_crop, "pack": _run_pack, "select": _run_select}
     try:
         return commands[args.command](args)
     except (DataError, FileNotFoundError, ValueError) as exc:  # bad data, paths or models: a message, not a trace

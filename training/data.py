@@ -5,11 +5,12 @@
 * UTKFace as a folder, .zip, .tar or .tar.gz, labels parsed from file names
   (``age_gender_race_date.jpg.chip.jpg``; race unknown when that field is missing).
 
-Age/gender faces are cropped the way the live app crops them: the Haar detector
-finds the face in each UTKFace image and the shared :func:`preprocess_face` applies
-the model's margin, so training inputs match live inputs. Decoded sets are cached
-as ``.npz`` under the app's cache folder because decoding + detection of 24k
-images takes a minute.
+Age/gender faces are cropped the way the live app crops them: the detector the spec
+names (``FaceSpec.detector``: YuNet by default, Haar for older cards) finds the face in
+each UTKFace image and the shared :func:`preprocess_face` applies the model's margin
+and alignment, so training inputs match live inputs. Decoded sets are cached as
+``.npz`` under the app's cache folder, keyed by everything they depend on (the
+detector too), because decoding + detection of 24k images takes a minute.
 """
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from core.config import EMOTIONS, app_paths
-from core.detection import DetectorSettings, HaarFaceDetector
+from core.detection import Detection, DetectorSettings, FaceDetector, effective_settings, make_detector
 from core.preprocess import FaceSpec, preprocess_face
 from training.archives import DataError, archive_kind, iter_members
 from training.pack import is_pack, load_pack
 
 log = logging.getLogger(__name__)
-LOADER_VERSION = 6
+LOADER_VERSION = 7
 SPLITS = ("train", "val", "test")
 FER_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 FER_FOLDER_SPLIT = {"train": "train", "training": "train", "val": "val", "validation": "val",
@@ -40,8 +41,9 @@ GENDERS = ("male", "female")
 RACES = ("white", "black", "asian", "indian", "others")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_SPECS = {
-    # FER2013 frames faces wider than the Haar box; live crops grown by 0.12 match them best
-    # (chosen on PublicTest by ``python -m benchmarks.crop_margin``; training images are used whole)
+    # FER2013 frames faces wider than the detector's box: the live crop is grown by the
+    # card's margin (chosen on PublicTest by ``python -m benchmarks.crop_margin``); training
+    # images are used whole
     "emotion": FaceSpec(size=48, channels=1, margin=0.12),
     "age": FaceSpec(size=64, channels=3, margin=0.2),
     "gender": FaceSpec(size=64, channels=3, margin=0.2),
@@ -234,9 +236,9 @@ def _fer_faces(images: list[np.ndarray], spec: FaceSpec) -> list[np.ndarray]:
     """Network inputs from FER2013 images: whole, or (``spec.recrop``) re-cropped by the detector."""
     if not spec.recrop:
         return [preprocess_face(img, spec) for img in images]
-    boxes = [_detect_face(img) for img in images]
-    log.info("FER2013: face detected in %d of %d images", sum(b is not None for b in boxes), len(boxes))
-    return _crop_faces(images, boxes, spec)
+    found = [detect_face(img, spec.detector) for img in images]
+    log.info("FER2013: face detected in %d of %d images", sum(f is not None for f in found), len(found))
+    return _crop_faces(images, found, spec)
 
 
 # -- UTKFace -----------------------------------------------------------------------
@@ -280,49 +282,58 @@ def _median_relative_box(boxes: list, shapes: list) -> tuple[float, float, float
     return tuple(np.median(np.array(rel), axis=0)) if rel else (0.15, 0.2, 0.7, 0.7)
 
 
-def _largest_face(detector: HaarFaceDetector, img: np.ndarray, min_fraction: float = 0.4):
+def _largest_face(detector: FaceDetector, img: np.ndarray, min_fraction: float = 0.4) -> Detection | None:
     """Largest face box at least ``min_fraction`` of the image wide (UTKFace crops are faces,
     so smaller boxes are false positives: an eye, a mouth)."""
-    boxes = [b for b in detector.detect(img) if b[2] >= min_fraction * img.shape[1]]
-    return max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
+    found = [d for d in detector.detect(img) if d.box[2] >= min_fraction * img.shape[1]]
+    return max(found, key=lambda d: d.box[2] * d.box[3]) if found else None
 
 
 # the live detector sees whole camera frames; small face images are upscaled to about this
-# width so that Haar's minimum window fits the face the way it does at webcam resolution
+# width so that the detector's windows fit the face the way they do at webcam resolution
 DETECT_WIDTH = 192
-# settings for face images (one face, filling most of the image), not for camera frames
-FACE_IMAGE_DETECTOR = DetectorSettings(scale_factor=1.1, min_neighbors=4, min_face=72, detect_width=0)
-_detector: HaarFaceDetector | None = None
+# settings for face images (one face, filling most of the image), not for camera frames: the
+# largest face at least 0.4 of the image wide is taken, so a permissive threshold costs nothing
+FACE_IMAGE_DETECTORS = {
+    "yunet": DetectorSettings(kind="yunet", min_confidence=0.3, min_face=72, detect_width=0),
+    "haar": DetectorSettings(kind="haar", scale_factor=1.1, min_neighbors=4, min_face=72, detect_width=0),
+}
+_detectors: dict[str, FaceDetector] = {}
 
 
-def detect_face_upscaled(img: np.ndarray) -> tuple[np.ndarray, tuple | None]:
-    """A face image upscaled to webcam-like face sizes (BGR), and the app detector's face box in it."""
-    global _detector
-    if _detector is None:
-        _detector = HaarFaceDetector(FACE_IMAGE_DETECTOR)
+def face_image_detector(kind: str) -> FaceDetector:
+    """The detector (of ``core.detection.DETECTORS``) that cuts training faces; one per kind."""
+    if kind not in _detectors:
+        _detectors[kind] = make_detector(FACE_IMAGE_DETECTORS[kind])
+    return _detectors[kind]
+
+
+def detect_face_upscaled(img: np.ndarray, detector: str = "yunet") -> tuple[np.ndarray, Detection | None]:
+    """A face image upscaled to webcam-like face sizes (BGR), and the detector's face in it."""
     scale = max(1, round(DETECT_WIDTH / img.shape[1]))
     bgr = img if img.ndim == 3 and img.shape[-1] == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     big = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-    return big, _largest_face(_detector, big)
+    return big, _largest_face(face_image_detector(detector), big)
 
 
-def _detect_face(img: np.ndarray):
-    """The face box in a face image (in its own pixels), found by the app's detector; None if none."""
-    big, box = detect_face_upscaled(img)
-    scale = big.shape[1] // img.shape[1]
-    return tuple(v // scale for v in box) if box else None
+def detect_face(img: np.ndarray, detector: str = "yunet") -> Detection | None:
+    """The face in a face image (in its own pixels), found by ``detector``; None if none."""
+    big, found = detect_face_upscaled(img, detector)
+    return None if found is None else found.shifted(0, 0, big.shape[1] / img.shape[1])
 
 
-def _crop_faces(images: list[np.ndarray], boxes: list, spec: FaceSpec) -> list[np.ndarray]:
-    """Crop each image at its box (where none was found: at the median box of the others)."""
-    found = [(box, img.shape[:2]) for img, box in zip(images, boxes) if box]
-    fallback = _median_relative_box([f[0] for f in found], [f[1] for f in found])
+def _crop_faces(images: list[np.ndarray], found: list[Detection | None], spec: FaceSpec) -> list[np.ndarray]:
+    """Crop each image at its face (where none was found: at the median box of the others)."""
+    boxes = [(f.box, img.shape[:2]) for img, f in zip(images, found) if f is not None]
+    fallback = _median_relative_box([b[0] for b in boxes], [b[1] for b in boxes])
     faces = []
-    for img, box in zip(images, boxes):
-        if box is None:
+    for img, face in zip(images, found):
+        if face is None:
             h, w = img.shape[:2]
             box = (int(fallback[0] * w), int(fallback[1] * h), int(fallback[2] * w), int(fallback[3] * h))
-        faces.append(preprocess_face(img, spec, box))
+            faces.append(preprocess_face(img, spec, box))
+        else:
+            faces.append(preprocess_face(img, spec, face.box, face.landmarks))
     return faces
 
 
@@ -351,7 +362,7 @@ def _load_utk(path: Path, spec: FaceSpec) -> dict:
             continue
         base = PurePosixPath(name).name
         split = split_table.get(base) or _content_split(data)
-        decoded.append((base, img, _detect_face(img), labels, split))
+        decoded.append((base, img, detect_face(img, spec.detector), labels, split))
     images = _crop_faces([d[1] for d in decoded], [d[2] for d in decoded], spec)
     ys, splits, meta = [], [], []
     for base, img, box, (age, gender, race), split in decoded:
@@ -372,7 +383,7 @@ def _cache_file(kind: str, path: Path, spec: FaceSpec) -> Path:
     table = _utk_split_file(path) if kind == "utk" else None
     table_key = hashlib.sha1(table.read_bytes()).hexdigest() if table else "-"
     key = (f"{LOADER_VERSION}|{kind}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{spec}"
-           f"|{FACE_IMAGE_DETECTOR}|{DETECT_WIDTH}|{table_key}")
+           f"|{effective_settings(FACE_IMAGE_DETECTORS[spec.detector])}|{DETECT_WIDTH}|{table_key}")
     return app_paths().cache_dir / f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
@@ -409,6 +420,32 @@ def _load_all(kind: str, path: Path, spec: FaceSpec) -> dict:
     np.savez(tmp, **to_save)
     tmp.replace(cache)
     return data
+
+
+def split_images(task: str, path: Path | str, split: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """The decoded, uncropped images of one split and their labels (image-folder/archive forms).
+
+    For measuring crops and detectors on the very images the loaders cut: FER2013 images
+    grey, UTKFace images BGR, in archive order.
+    """
+    path = Path(path)
+    images, labels = [], []
+    if data_kind(task) == "fer":
+        for name, data in iter_members(path):
+            label = _fer_member_label(name)
+            if label is not None and label[1] == split and (img := _decode(data, 1)) is not None:
+                images.append(img)
+                labels.append(label[0])
+        return images, np.asarray(labels, dtype=np.int64)
+    table = _utk_split_table(path)
+    for name, data in iter_members(path):
+        labels_ = parse_utk_name(name) if name.lower().endswith(IMAGE_SUFFIXES) else None
+        if labels_ is None or (table.get(PurePosixPath(name).name) or _content_split(data)) != split:
+            continue
+        if (img := _decode(data, 3)) is not None:
+            images.append(img)
+            labels.append(labels_[0] if task == "age" else labels_[1])
+    return images, np.asarray(labels, dtype=np.float32)
 
 
 def archive_kind_or_csv(path: Path) -> str:

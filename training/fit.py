@@ -17,7 +17,7 @@ import os
 import shlex
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -57,6 +57,9 @@ class FitConfig:
     distill: float = 0.5  # weight of the teachers' predictions in the targets (1 - it for the labels)
     report_split: str = "test"  # "val" where the data holds no test split (a pack made for training)
     workers: int = 2  # augmentation threads (results do not depend on it)
+    detector: str = "yunet"  # which detector cuts the training faces (core.detection.DETECTORS)
+    align: bool | None = None  # turn faces upright by their eyes; None: the task's default crop
+    margin: float | None = None  # crop margin; None: the task's default crop
 
     def resolved(self) -> "FitConfig":
         base = recipe(self.task, self.arch)
@@ -81,6 +84,12 @@ class FitConfig:
             args += ["--distill", str(self.distill)]
         if self.report_split != "test":
             args += ["--report-split", self.report_split]
+        if self.detector != "yunet":
+            args += ["--detector", self.detector]
+        if self.align is not None:
+            args += ["--align", "on" if self.align else "off"]
+        if self.margin is not None:
+            args += ["--margin", str(self.margin)]
         if self.out:
             args += ["--out", self.out]
         return shlex.join(args)
@@ -272,6 +281,24 @@ def _teacher_record(path: str) -> dict:
     return {"command": card.get("command"), "training_runs": training_runs(card)}
 
 
+def _combined_init(path: str | None) -> tuple[keras.Model, dict] | None:
+    """A combined model (``python -m training ensemble``) to fine-tune as it is, with its card;
+    None for a single network (warm-started into a fresh copy of its design, :func:`_warm_start`)
+    or no model at all."""
+    from core.models import load_keras_model
+    from core.registry import read_card
+
+    if not path:
+        return None
+    try:
+        card = read_card(Path(path))
+    except FileNotFoundError:
+        return None
+    if "ensemble" not in card:
+        return None
+    return load_keras_model(Path(path)), card
+
+
 def _warm_start(model: keras.Model, path: str) -> dict:
     """Copy the weights of a trained model of the same design into ``model``; return its card.
 
@@ -307,7 +334,9 @@ def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
 
 def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     keras.utils.set_random_seed(cfg.seed)
-    spec = input_spec(cfg.task, cfg.arch)
+    spec = replace(input_spec(cfg.task, cfg.arch), detector=cfg.detector,
+                   **({"align": cfg.align} if cfg.align is not None else {}),
+                   **({"margin": cfg.margin} if cfg.margin is not None else {}))
     train = load_dataset(cfg.task, cfg.data, "train", cfg.fraction, cfg.seed, spec)
     val = load_dataset(cfg.task, cfg.data, "val", cfg.fraction, cfg.seed, spec)
     # loaded now, not after training: data without the reporting split (a pack of train and val)
@@ -315,8 +344,15 @@ def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     test = val if cfg.report_split == "val" else load_dataset(cfg.task, cfg.data, cfg.report_split, 1.0, cfg.seed, spec)
     log.info("%s: %d training and %d validation faces", cfg.task, len(train), len(val))
     age_bias = float(np.mean(train.y)) if cfg.task == "age" else 33.0
-    model = build_model(cfg.task, cfg.arch, spec, age_bias=age_bias)
-    init_card = _warm_start(model, cfg.init) if cfg.init else None
+    combined = _combined_init(cfg.init)
+    if combined is not None:  # fine-tune a combined model as a whole (its members and their averaging)
+        model, init_card = combined
+        if tuple(model.input_shape[1:]) != spec.input_shape:
+            raise ValueError(f"{cfg.init} takes {model.input_shape[1:]} inputs, not the {spec.input_shape} "
+                             f"faces of {cfg.task}")
+    else:
+        model = build_model(cfg.task, cfg.arch, spec, age_bias=age_bias)
+        init_card = _warm_start(model, cfg.init) if cfg.init else None
     backup, start_epoch, resumed = resume_state(cfg)
     shift = 0.08 if cfg.task == "emotion" else 0.05
     targets = (soft_targets(cfg.task, cfg.teachers, train.x, train.y, cfg.distill) if cfg.teachers
@@ -335,6 +371,13 @@ def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     card_stub = {"task": cfg.task, "preprocess": spec.to_dict(), "class_names": train.class_names}
     details = evaluate(TaskModel(cfg.task, model, card_stub), test)
     card = _card(cfg, model, spec, train, details, keep.best_epoch)
+    if combined is not None:
+        from training.ensemble import training_runs
+
+        card["architecture"] = init_card.get("architecture", cfg.arch)
+        card["ensemble"] = init_card["ensemble"]
+        card["training_runs"] = [*training_runs(init_card), {"command": card["command"], "epochs": cfg.epochs}]
+        card["epochs"] = sum(int(r.get("epochs") or 0) for r in card["training_runs"])
     if cfg.teachers:
         card["teachers"] = [{"model": t, **_teacher_record(t)} for t in cfg.teachers]
     if init_card is not None:
