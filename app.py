@@ -4,6 +4,7 @@ import core  # noqa: F401  (first: loads pylibsrtp before anything can import Te
 import streamlit as st
 
 from core.config import TASKS
+from core.detection import yunet_available
 from core.registry import ModelRegistry
 
 st.set_page_config(page_title="FaceSense", page_icon=":material/face:", layout="wide")
@@ -43,6 +44,15 @@ def sidebar_models() -> None:
             st.caption(f"**{task}**: {entry.id} ({entry.card.get('architecture', '?')}){figure}")
 
 
+def detector_warning() -> None:
+    """Once per browser session: the CNN face detector is missing here, so Haar runs instead."""
+    if not yunet_available() and not st.session_state.get("facesense-detector-warned"):
+        st.session_state["facesense-detector-warned"] = True
+        st.toast("The CNN face detector (yuface) is not available on this platform: FaceSense uses OpenCV's "
+                 "Haar cascade instead, which misses more faces. yuface has wheels for Python 3.11 on Linux x86-64.",
+                 icon=":material/warning:")
+
+
 pages = [
     st.Page(home, title="Home", icon=":material/home:", default=True),
     st.Page("pages/live.py", title="Live", icon=":material/videocam:"),
@@ -51,4 +61,5 @@ pages = [
 ]
 navigation = st.navigation(pages)
 sidebar_models()
+detector_warning()
 navigation.run()

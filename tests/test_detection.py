@@ -230,3 +230,22 @@ def test_a_database_written_before_the_cnn_detector_upgrades_and_exports(facesen
                                                             (12.5, -3.0, 4.25))], {"total": 1.0}))
     new = store.results(session)
     assert new[["detector_confidence", "yaw", "pitch", "roll"]].iloc[0].tolist() == pytest.approx([0.91, 12.5, -3.0, 4.25])
+
+
+def test_the_app_says_once_when_it_falls_back_to_haar(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    def missing():
+        raise ImportError("No module named 'yuface'")
+
+    app = str(Path(__file__).resolve().parent.parent / "app.py")
+    at = AppTest.from_file(app, default_timeout=120)
+    at.run()
+    assert not at.exception and not at.toast  # YuNet is here: nothing to say
+    monkeypatch.setattr(detection, "_load_yunet", missing)
+    at = AppTest.from_file(app, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert any("Haar cascade" in t.value for t in at.toast)
+    at.run()  # the next rerun of the same browser session: not again
+    assert not any("Haar cascade" in t.value for t in at.toast)

@@ -142,7 +142,7 @@ def _run_evaluate(args) -> int:
     from core.models import TaskModel
     from core.preprocess import FaceSpec
     from core.registry import card_path, write_json_atomic
-    from training.data import load_dataset
+    from training.data import face_detector_record, load_dataset
     from training.evaluate import evaluate, summary_line
 
     path = Path(args.model)
@@ -163,6 +163,7 @@ def _run_evaluate(args) -> int:
     if args.write_card:
         card["metrics"] = summary_line(details)
         card["metrics_by_group"] = details.get("by_group", {})
+        card["detector"] = face_detector_record(args.task, spec)  # the detector that cut the faces of these figures
         # the metrics now come from this split of this file, whatever the model was trained from
         card["dataset"] = {**card.get("dataset", {}), "report_split": args.split, "evaluated_on": Path(args.data).name}
         card["evaluated_with"] = _command_line()

@@ -308,6 +308,14 @@ def face_image_detector(kind: str) -> FaceDetector:
     return _detectors[kind]
 
 
+def face_detector_record(task: str, spec: FaceSpec) -> dict | None:
+    """The detector that cut a task's training faces, as it really ran here (for model cards);
+    None where none did (FER2013 images used whole)."""
+    if data_kind(task) == "fer" and not spec.recrop:
+        return None
+    return {**effective_settings(FACE_IMAGE_DETECTORS[spec.detector]).to_dict(), "upscale_to_width": DETECT_WIDTH}
+
+
 def detect_face_upscaled(img: np.ndarray, detector: str = "yunet") -> tuple[np.ndarray, Detection | None]:
     """A face image upscaled to webcam-like face sizes (BGR), and the detector's face in it."""
     scale = max(1, round(DETECT_WIDTH / img.shape[1]))

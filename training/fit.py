@@ -29,7 +29,7 @@ from core.registry import write_json_atomic
 from training import RESUME_DIR
 from training.augment import FaceBatches
 from training.builders import PRECISIONS, build_model, input_spec, recipe
-from training.data import FaceDataset, load_dataset
+from training.data import FaceDataset, face_detector_record, load_dataset
 from training.evaluate import evaluate, summary_line
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,7 @@ def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details:
         "options": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
                     "augment": cfg.augment, "seed": cfg.seed, "precision": cfg.precision,
                     **({"teachers": list(cfg.teachers), "distill": cfg.distill} if cfg.teachers else {})},
+        "detector": face_detector_record(cfg.task, spec),
         "epochs": cfg.epochs, "best_epoch": best_epoch, "params": int(model.count_params()),
         "metrics": summary_line(details), "metrics_by_group": details.get("by_group", {}),
         "command": cfg.command(),
