@@ -6,6 +6,9 @@ import streamlit as st
 from core.config import TASKS
 from core.detection import yunet_available
 from core.registry import ModelRegistry
+from pages.components.server_tuning import keep_models_warm
+
+keep_models_warm()  # no keras.backend.clear_session() after every script run (see the module)
 
 st.set_page_config(page_title="FaceSense", page_icon=":material/face:", layout="wide")
 

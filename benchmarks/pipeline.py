@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the periodic full scans in the frame path instead of on a worker thread")
     parser.add_argument("--tf-threads", type=int, default=1,
                         help="TensorFlow threads (1, as the Live page uses; 0 = TensorFlow's default pool)")
+    parser.add_argument("--cv-threads", type=int, default=0,
+                        help="OpenCV threads (cv2.setNumThreads; 1 as the Live page uses; 0 = OpenCV's default)")
     parser.add_argument("--attribute-every", type=int, default=AnalyzerSettings().attribute_every,
                         help="frames between re-estimates of a face's age and gender (1 = every frame)")
     parser.add_argument("--pace", type=float, default=0.0,
@@ -224,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
     if args.tf_threads > 0:
         limit_inference_threads(args.tf_threads)
+    if args.cv_threads > 0:
+        import cv2
+
+        cv2.setNumThreads(args.cv_threads)
     tracking = TrackingSettings(full_scan_every=args.full_scan_every, background_scan=not args.inline_scan)
     settings = AnalyzerSettings(tasks=tasks, tracking=tracking, attribute_every=args.attribute_every)
     pipeline = bench_pipeline(args.video, args.frames, args.warmup, settings, args.pace)

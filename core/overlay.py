@@ -2,10 +2,13 @@
 
 Each face ID keeps one colour so a viewer can follow people; faces the detector missed
 for a moment (held by the tracker) are drawn with a thin box so nothing flickers.
+:class:`MovingOverlay` keeps the latest analysis for the live video: it is drawn on every
+camera frame while analysis runs beside the video at its own, lower rate.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable
 
 import cv2
@@ -80,3 +83,73 @@ def draw_faces(frame: np.ndarray, faces: Iterable["FaceResult"], held: Iterable[
             cv2.rectangle(frame, (x, y), (x + w, y + h), color, thickness)
             _draw_label(frame, face_label_lines(face), x, y, y + h, color, style)
     return frame
+
+
+class MovingOverlay:
+    """The latest analysis, drawn on every video frame between analyses (thread-safe).
+
+    Analysis runs slower than the camera and a little behind it, so each face's box is
+    moved by its recent velocity (px/s, from its last two analysed boxes, smoothed) for the
+    time between the analysed frame's capture and the frame being drawn, at most
+    ``max_extrapolate_s``. An analysis older than ``max_age_s`` is not drawn: boxes from a
+    stalled analysis would point at faces that have moved on.
+    """
+
+    def __init__(self, max_age_s: float = 1.5, max_extrapolate_s: float = 0.3, smoothing: float = 0.5) -> None:
+        self.max_age_s = max_age_s
+        self.max_extrapolate_s = max_extrapolate_s
+        self.smoothing = smoothing
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._result = None
+            self._boxes: dict[int, tuple[float, np.ndarray]] = {}   # id -> (timestamp, x y w h)
+            self._velocity: dict[int, np.ndarray] = {}              # id -> px/s of x y w h
+
+    def update(self, result) -> None:
+        """Analysis thread: a new :class:`~core.analyzer.FrameResult` (failed ones are ignored)."""
+        if result.error is not None:
+            return
+        t = float(result.timestamp)
+        with self._lock:
+            boxes, velocity = {}, {}
+            for face in list(result.faces) + list(result.held):
+                box = np.asarray(face.box, dtype=np.float64)
+                boxes[face.face_id] = (t, box)
+                previous = self._boxes.get(face.face_id)
+                if previous is not None and t - previous[0] > 1e-3:
+                    measured = (box - previous[1]) / (t - previous[0])
+                    old = self._velocity.get(face.face_id)
+                    velocity[face.face_id] = measured if old is None else \
+                        self.smoothing * old + (1 - self.smoothing) * measured
+            self._result, self._boxes, self._velocity = result, boxes, velocity
+
+    def faces_at(self, t: float):
+        """(faces, held, the analysed frame's capture time) to draw on a frame captured at ``t``,
+        or None when there is nothing current to draw."""
+        with self._lock:
+            result, velocity = self._result, dict(self._velocity)
+        if result is None or t - result.timestamp > self.max_age_s or not (result.faces or result.held):
+            return None
+        dt = min(max(0.0, t - result.timestamp), self.max_extrapolate_s)
+
+        def moved(face):
+            v = velocity.get(face.face_id)
+            if v is None or dt == 0.0:
+                return face
+            x, y, w, h = np.asarray(face.box, dtype=np.float64) + v * dt
+            return replace(face, box=(int(round(x)), int(round(y)), max(1, int(round(w))), max(1, int(round(h)))))
+
+        return [moved(f) for f in result.faces], [moved(f) for f in result.held], float(result.timestamp)
+
+    def draw(self, frame: np.ndarray, t: float) -> float | None:
+        """Draw the current boxes onto ``frame`` (in place); returns the drawn analysis' capture
+        time, or None when nothing was drawn (the frame is untouched)."""
+        found = self.faces_at(t)
+        if found is None:
+            return None
+        faces, held, timestamp = found
+        draw_faces(frame, faces, held)
+        return timestamp

@@ -1,15 +1,17 @@
 """Live page: the webcam in the browser, every face boxed and labelled in real time.
 
 A thin view over :mod:`core.live_session`. streamlit-webrtc streams the camera to
-this server (WebRTC, loopback/LAN by default: no STUN/TURN server needed) and calls
-``video_frame_callback`` on its worker thread for each frame; the callback runs the
-shared analyzer and hands statistics to the page through a thread-safe channel that
-a fragment polls, so no Streamlit call ever runs on the video thread. Each
-START..STOP is recorded as one session for the Statistics page.
+this server (WebRTC on the server's own address: loopback by default, no STUN/TURN server
+needed) and calls ``video_frame_callback`` on its worker thread for each frame; the callback
+hands the frame to the tab's analysis thread and returns it at once with the latest overlay,
+so the video runs at the camera's rate whatever the models cost. Statistics reach the page
+through a thread-safe channel that a fragment polls, so no Streamlit call ever runs on the
+video or analysis threads. Each START..STOP is recorded as one session for the Statistics page.
 """
 import core  # noqa: F401  (first: safe native-library import order)
 
 import logging
+import time
 
 import av
 import pandas as pd
@@ -19,18 +21,29 @@ from streamlit_webrtc.session_info import get_this_session_info
 
 from core.analyzer import AnalyzerSettings, limit_inference_threads
 from core.config import TASKS, app_paths
-from core.detection import DetectorSettings
+from core.detection import DETECTOR_LABELS, DetectorSettings, detector_notice
 from core.live_channel import LiveStats
-from core.live_session import LiveSession, ice_servers_from_text
+from core.live_session import (
+    LIVE_ATTRIBUTE_EVERY,
+    STREAM_SLOTS,
+    LiveSession,
+    bgr_to_video_frame,
+    ice_servers_from_text,
+    limit_live_threads,
+    video_frame_to_bgr,
+)
 from core.models import ActiveModels
 from core.overlay import gender_text
 from core.store import SessionStore
+from core.webrtc_network import follow_server_address
+from pages.components.server_tuning import keep_models_warm
 
 log = logging.getLogger(__name__)
 
 WEBRTC_KEY = "facesense-live"
 SESSION_KEY = "facesense-live-session"
 PANEL_REFRESH_S = 1.0
+BUSY_RETRY_S = 2.0
 CAMERA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False}
 CAMERA_HELP = """**Camera trouble?** The player names the browser's error:
 - **NotFoundError** (*Requested device not found*) or **NotReadableError**: no camera is connected, or
@@ -53,7 +66,15 @@ MESSAGES = {  # shown by the player's device form when the browser cannot open a
 @st.cache_resource(show_spinner="Loading the face models…")
 def _models() -> ActiveModels:
     limit_inference_threads(1)  # steadier per-frame latency next to the video codecs
+    limit_live_threads(1)       # OpenCV on one thread too: the video coder keeps a core
     return ActiveModels()
+
+
+@st.cache_resource(show_spinner=False)
+def _media_sockets(server_address: str | None) -> str | None:
+    """WebRTC's UDP sockets on the address the server serves (loopback by default)."""
+    follow_server_address(server_address)
+    return server_address
 
 
 @st.cache_resource(show_spinner=False)
@@ -76,10 +97,16 @@ def _sidebar() -> tuple[AnalyzerSettings, list[dict]]:
             help="Each face's emotion is averaged over its last N frames, its age and gender over their "
                  "last N estimates: steadier labels, about N/2 frames of lag. 0 = off.")
         every = st.slider(
-            "Age and gender every (frames)", 1, 15, AnalyzerSettings().attribute_every, key="live_every",
+            "Age and gender every (analysed frames)", 1, 30, LIVE_ATTRIBUTE_EVERY, key="live_every",
             help="Age and gender do not change while a person stays in view: each face is re-estimated "
-                 "every N frames, beside the video rather than in its way, and keeps its estimate in "
-                 "between. 1 = every frame.")
+                 "every N analysed frames (10: about once a second), beside the video rather than in its "
+                 "way, and keeps its estimate in between. 1 = every analysed frame; lower costs more CPU.")
+        kinds = list(DETECTOR_LABELS)
+        kind = st.selectbox(
+            "Face detector", kinds, index=kinds.index("yunet") if "yunet" in kinds else 0,
+            format_func=DETECTOR_LABELS.get, key="live_detector",
+            help="The CNN finds turned, small and poorly lit faces the Haar cascade misses, and gives "
+                 "each face a confidence and a head pose.")
         st.caption("Models")
         tasks = tuple(t for t in TASKS if st.checkbox(t.capitalize(), value=True, key=f"live_task_{t}"))
         with st.expander("Connection (remote use)"):
@@ -93,7 +120,7 @@ def _sidebar() -> tuple[AnalyzerSettings, list[dict]]:
         except ValueError as exc:
             st.error(f"ICE servers ignored: {exc}")
             ice_servers = []
-    detector = DetectorSettings.from_sensitivity(sensitivity / 100, min_face=min_face)
+    detector = DetectorSettings.from_sensitivity(sensitivity / 100, min_face=min_face, kind=kind)
     return AnalyzerSettings(detector=detector, smoothing_window=window, tasks=tasks,
                             attribute_every=every), ice_servers
 
@@ -118,15 +145,30 @@ def _has_server_session() -> bool:
 
 
 def _frame_callback(live: LiveSession):
+    """Returns each frame at once: analysis runs on the tab's own thread (LiveSession.submit)."""
     def callback(frame: av.VideoFrame) -> av.VideoFrame:
+        captured_at = time.time()
         try:
-            image = live.process(frame.to_ndarray(format="bgr24"))
-            return av.VideoFrame.from_ndarray(image, format="bgr24")
+            image = live.submit(video_frame_to_bgr(frame), captured_at)
+            return frame if image is None else bgr_to_video_frame(image)
         except Exception:  # noqa: BLE001  (conversion failed: pass the frame through, keep streaming)
             log.exception("live frame could not be converted")
             return frame
 
     return callback
+
+
+def _busy_message() -> str:
+    return (f"FaceSense is busy: it already analyses {STREAM_SLOTS.in_use()} live stream(s), as many as this "
+            f"machine serves at once (FACESENSE_MAX_STREAMS={STREAM_SLOTS.limit}). START comes back here as "
+            "soon as one of them stops.")
+
+
+def _wait_for_a_slot(live: LiveSession) -> None:
+    """Shown instead of the player while every stream slot is taken by other tabs."""
+    st.warning(_busy_message(), icon="⏳")
+    if STREAM_SLOTS.free_for(live):
+        st.rerun()
 
 
 def _faces_table(stats: LiveStats) -> pd.DataFrame:
@@ -138,21 +180,37 @@ def _faces_table(stats: LiveStats) -> pd.DataFrame:
             "Confidence": None if face.confidence is None else f"{100 * face.confidence:.0f}%",
             "Age": None if face.age is None else f"{face.age:.0f}",
             "Gender": None if face.gender is None else gender_text(face.gender, short=False),
+            "Detector confidence": None if face.detector_confidence is None
+            else f"{100 * face.detector_confidence:.0f}%",
+            "Head pose (yaw/pitch/roll)": None if face.pose is None
+            else " / ".join(f"{angle:+.0f}°" for angle in face.pose),
+            "Analysed/s": f"{face.analysed_fps:.1f}",
         })
     return pd.DataFrame(rows)
 
 
 def _panel(live: LiveSession, playing: bool) -> None:
     """The live numbers, redrawn every second from the channel while streaming."""
+    if playing and live.busy:  # refused a stream slot: drop the player, say why
+        st.rerun()
     live.refresh_models()
     stats = live.channel.snapshot()
-    fps, latency = st.columns(2)
+    video, analysed = st.columns(2)
+    latency, lag = st.columns(2)
     faces, frames = st.columns(2)
-    fps.metric("FPS", f"{stats.fps:.1f}")
-    latency.metric("Latency", f"{stats.latency_ms:.0f} ms", help=f"Processing time per frame; "
+    video.metric("Video", f"{stats.video_fps:.1f} fps",
+                 help="Frames per second returned to the browser: the camera's rate, whatever the models cost")
+    analysed.metric("Analysed", f"{stats.fps:.1f} fps", help="Frames per second that went through the models "
+                    "(the newest frame each time the analysis is free; the others show the latest boxes, moved "
+                    "with each face). Per face: the table's Analysed/s.")
+    latency.metric("Latency", f"{stats.latency_ms:.0f} ms", help=f"Processing time per analysed frame; "
                    f"95th percentile {stats.latency_p95_ms:.0f} ms over the last seconds")
+    lag.metric("Overlay lag", f"{stats.overlay_lag_p95_ms:.0f} ms", help="95th percentile over the last "
+               f"seconds of how much older the analysed frame whose boxes are drawn is than the video frame "
+               f"they are drawn on (median {stats.overlay_lag_ms:.0f} ms); capture to analysis ready: median "
+               f"{stats.delay_ms:.0f} ms, p95 {stats.delay_p95_ms:.0f} ms")
     faces.metric("Faces", len(stats.faces))
-    frames.metric("Frames", stats.frames, help="Frames analysed in this session")
+    frames.metric("Frames", stats.frames, help="Frames analysed (and recorded) in this session")
     if stats.failed:
         st.caption(f"{stats.failed} frame(s) could not be processed and were skipped "
                    f"(last: {stats.last_error})")
@@ -170,19 +228,29 @@ def _panel(live: LiveSession, playing: bool) -> None:
         st.caption(f"Session #{live.last_session_id} saved: open **Statistics** to chart or export it.")
 
 
+keep_models_warm()  # also when this page is the server's first run (legacy pages/ mode)
 st.title("Live")
 st.caption("Every face the camera sees, boxed and labelled with emotion, age and gender. "
            "Press **START** to begin; each START..STOP is saved as a session.")
 settings, ice_servers = _sidebar()
+_media_sockets(st.get_option("server.address"))
 try:
     live = _live_session(settings)
 except Exception as exc:  # noqa: BLE001  (missing or corrupt model files)
     st.error(f"The face models could not be loaded: {exc}. Restore the defaults on the Training page.")
     st.stop()
+notice = detector_notice()  # set once the analyzer has tried the CNN detector
+if notice:
+    st.warning(notice)
 if not settings.tasks:
     st.info("No model selected: faces are boxed and followed, nothing is estimated.")
 
 video_column, panel_column = st.columns([3, 2])
+refused = live.busy  # this tab's stream was refused a slot (all taken): stop it and say why
+if not refused and not STREAM_SLOTS.free_for(live):  # every slot taken by other tabs: no player
+    with video_column:
+        st.fragment(_wait_for_a_slot, run_every=BUSY_RETRY_S)(live)
+    st.stop()
 if not _has_server_session():
     video_column.info("The video player needs a browser connected to the FaceSense server.")
     st.stop()
@@ -194,11 +262,14 @@ with video_column:
         media_stream_constraints=CAMERA_CONSTRAINTS,
         video_frame_callback=_frame_callback(live),
         on_video_ended=live.stop_soon,  # called on the WebRTC event loop: never block it
-        async_processing=True,  # analysis on its own thread, newest frame first: no backlog
+        async_processing=True,  # the callback on the stream's own thread, off Streamlit's event loop
         translations=MESSAGES,
         video_html_attrs={"autoPlay": True, "controls": False, "muted": True, "style": {"width": "100%"}},
+        desired_playing_state=False if refused else None,  # refused: the browser ends the stream
     )
-playing = bool(ctx.state.playing)
+    if refused:
+        st.warning(_busy_message(), icon="⏳")
+playing = bool(ctx.state.playing) and not refused
 if playing:
     live.arm()
 else:

@@ -71,10 +71,14 @@ def video_to_y4m(video: Path, out: Path, max_seconds: float = 10.0, fps: float |
 
 
 @contextmanager
-def streamlit_server(home: Path, timeout_s: float = 120.0) -> Iterator[str]:
-    """A FaceSense server on a free port; yields its URL and stops it afterwards."""
+def streamlit_server(home: Path, timeout_s: float = 120.0, env: dict | None = None,
+                     on_start=None) -> Iterator[str]:
+    """A FaceSense server on a free port; yields its URL and stops it afterwards.
+
+    ``env``: extra environment variables; ``on_start(proc)``: called with the server's
+    ``subprocess.Popen`` once it answers (benchmarks read its CPU time)."""
     port = free_port()
-    env = {**os.environ, "FACESENSE_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "FACESENSE_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
            "--server.headless", "true"]
     log = open(home / "streamlit.log", "w")  # noqa: SIM115  (closed below)
@@ -92,6 +96,8 @@ def streamlit_server(home: Path, timeout_s: float = 120.0) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit did not start; see {home / 'streamlit.log'}")
             time.sleep(0.5)
+        if on_start is not None:
+            on_start(proc)
         yield url
     finally:
         proc.terminate()

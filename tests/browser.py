@@ -56,10 +56,56 @@ def fake_camera(video: Path, out_dir: Path, seconds: float = 4.0, fps: float = 1
 
 
 @contextmanager
-def facesense_server(home: Path, timeout_s: float = 180.0) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port with ``FACESENSE_HOME=home``; yields its URL."""
-    with streamlit_server(Path(home), timeout_s=timeout_s) as url:
+def facesense_server(home: Path, timeout_s: float = 180.0, env: dict | None = None,
+                     on_start=None) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port with ``FACESENSE_HOME=home``; yields its URL.
+    ``on_start(proc)`` gets the server's process once it answers."""
+    with streamlit_server(Path(home), timeout_s=timeout_s, env=env, on_start=on_start) as url:
         yield url
+
+
+def udp_local_addresses(pid: int) -> set[str]:
+    """Local IP addresses of the UDP sockets process ``pid`` holds (Linux /proc)."""
+    import ipaddress
+    import socket
+    import struct
+
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table, v6 in (("/proc/net/udp", False), ("/proc/net/udp6", True)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[9] not in inodes:
+                continue
+            raw = bytes.fromhex(fields[1].split(":")[0])
+            if v6:
+                words = struct.unpack("<4I", raw)
+                found.add(str(ipaddress.IPv6Address(struct.pack(">4I", *words))))
+            else:
+                found.add(socket.inet_ntoa(raw[::-1]))
+    return found
+
+
+def _chromium_args(fake_video: Path | None, fake_device: bool, allow_camera: bool,
+                   extra_args: tuple[str, ...]) -> list[str]:
+    args = list(CHROMIUM_ARGS)
+    args.append("--use-fake-ui-for-media-stream" if allow_camera else "--deny-permission-prompts")
+    if fake_device:
+        args += list(FAKE_CAMERA_ARGS)
+        if fake_video is not None:
+            args.append(f"--use-file-for-fake-video-capture={fake_video}")
+    return args + list(extra_args)
 
 
 @contextmanager
@@ -68,21 +114,29 @@ def chromium(fake_video: Path | None = None, fake_device: bool = True, allow_cam
     """Headless Chromium. ``fake_device``: a synthetic camera (``fake_video``: this Y4M file
     instead); without it the browser has no camera at all, as on a machine without one.
     ``allow_camera=False`` refuses camera access, as a user who clicks "Block" does."""
+    with chromiums([fake_video], fake_device, allow_camera, extra_args) as browsers:
+        yield browsers[0]
+
+
+@contextmanager
+def chromiums(fake_videos: list[Path | None], fake_device: bool = True, allow_camera: bool = True,
+              extra_args: tuple[str, ...] = ()):
+    """One headless Chromium per entry of ``fake_videos`` (each its own fake camera), as
+    that many users on different computers; Playwright's sync API allows one driver, so all
+    are launched from it."""
     from playwright.sync_api import sync_playwright
 
-    args = list(CHROMIUM_ARGS)
-    args.append("--use-fake-ui-for-media-stream" if allow_camera else "--deny-permission-prompts")
-    if fake_device:
-        args += list(FAKE_CAMERA_ARGS)
-        if fake_video is not None:
-            args.append(f"--use-file-for-fake-video-capture={fake_video}")
-    args += list(extra_args)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=require_browser(), args=args, headless=True)
+        browsers = []
         try:
-            yield browser
+            for video in fake_videos:
+                browsers.append(pw.chromium.launch(
+                    executable_path=require_browser(), headless=True,
+                    args=_chromium_args(video, fake_device, allow_camera, extra_args)))
+            yield browsers
         finally:
-            browser.close()
+            for browser in browsers:
+                browser.close()
 
 
 def wait_until(check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.5) -> T:
@@ -129,6 +183,28 @@ def webrtc_video_state(page) -> dict:
     return video.first.evaluate(
         "v => ({width: v.videoWidth, height: v.videoHeight, time: v.currentTime, ready: v.readyState,"
         " paused: v.paused})"
+    )
+
+
+def playback_quality(page) -> dict:
+    """The player's ``getVideoPlaybackQuality()`` (frames the browser received and dropped) and
+    its play position; empty before the <video> exists."""
+    video = webrtc_frame(page).locator("video")
+    if video.count() == 0:
+        return {}
+    return video.first.evaluate(
+        "v => { const q = v.getVideoPlaybackQuality();"
+        " return {total: q.totalVideoFrames, dropped: q.droppedVideoFrames, time: v.currentTime,"
+        " width: v.videoWidth}; }"
+    )
+
+
+def panel_metrics(page) -> dict[str, str]:
+    """The Live panel's metrics as shown: label -> value text (e.g. ``{"Video": "29.8 fps"}``)."""
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('[data-testid="stMetric"]')].map(m => [
+            (m.querySelector('[data-testid="stMetricLabel"]') || m).innerText.trim(),
+            (m.querySelector('[data-testid="stMetricValue"]') || m).innerText.trim()]))"""
     )
 
 

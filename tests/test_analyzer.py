@@ -234,20 +234,20 @@ def test_live_session_records_each_start_stop(active_models, multi_frames):
     store = SessionStore()
     live = LiveSession(active_models, store_factory=lambda: store)
     for frame in multi_frames[:3]:             # playing but not armed yet: shown, not recorded
-        live.process(frame)
+        live.analyze(frame)
     assert store.list_sessions().empty
     for run in range(2):
         live.arm()
-        for frame in multi_frames[:10]:
-            out = live.process(frame)
-            assert out.shape == frame.shape
+        for frame in multi_frames[:10]:        # the analysis thread's work, here in line
+            result = live.analyze(frame)
+            assert result.error is None
         stats = live.channel.snapshot()
         assert stats.frames == 10 and stats.failed == 0 and stats.fps > 0 and stats.latency_ms > 0
         assert len(stats.faces) >= 2 and all(f.emotion in EMOTIONS for f in stats.faces)
         session_id = live.stop()
         assert session_id is not None and not live.recording
         assert live.stop() is None             # idempotent
-    live.process(multi_frames[0])              # a late frame after STOP opens nothing
+    live.analyze(multi_frames[0])              # a late frame after STOP opens nothing
     sessions = store.list_sessions()
     assert len(sessions) == 2 and set(sessions["status"]) == {"ended"}
     rows = store.results(session_id)
@@ -266,7 +266,7 @@ def test_live_session_survives_a_broken_store(active_models, multi_frames):
     live = LiveSession(active_models, store_factory=broken_store)
     live.arm()
     for frame in multi_frames[:3]:
-        assert live.process(frame).shape == frame.shape
+        assert live.analyze(frame).error is None
     assert "disk full" in live.recording_error and not live.recording
     assert live.channel.snapshot().frames == 3
 
@@ -295,10 +295,10 @@ def test_live_session_loads_a_newly_activated_model_off_the_video_thread(tmp_pat
     entry = registry.register(shipped.model_path, shipped.card)
     registry.activate("emotion", entry.id)
     for frame in multi_frames[:3]:
-        live.process(frame)                                    # the video thread never reloads
+        live.analyze(frame)                                    # the analysis thread never reloads
     assert live.analyzer.model_versions()["emotion"] == shipped.id
     assert live.refresh_models() is True                       # the page thread loads it...
-    live.process(multi_frames[3])                              # ...and the next frame uses it
+    live.analyze(multi_frames[3])                              # ...and the next frame uses it
     assert live.analyzer.model_versions()["emotion"] == entry.id
 
 

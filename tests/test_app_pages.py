@@ -109,3 +109,24 @@ def test_page_renders_when_opened_first(app: AppTest, name: str) -> None:
     app.switch_page(_page_path(name)).run()
     _no_exception(app)
     _assert_title(app, name)
+
+
+def test_live_page_says_busy_when_every_stream_slot_is_taken(after_first_run, app: AppTest) -> None:
+    """Tabs beyond FACESENSE_MAX_STREAMS get a clear message instead of a player that slows the others."""
+    from core.live_session import STREAM_SLOTS
+
+    others = [object() for _ in range(STREAM_SLOTS.limit)]
+    try:
+        for other in others:                               # other tabs stream right now
+            assert STREAM_SLOTS.acquire(other)
+        app.switch_page(_page_path("live")).run()
+        _no_exception(app)
+        assert any("FaceSense is busy" in w.value for w in app.warning), [w.value for w in app.warning]
+        assert f"FACESENSE_MAX_STREAMS={STREAM_SLOTS.limit}" in " ".join(w.value for w in app.warning)
+    finally:
+        for other in others:
+            STREAM_SLOTS.release(other)
+    app.run()                                              # a slot is free again: the page goes on
+    _no_exception(app)
+    assert not any("FaceSense is busy" in w.value for w in app.warning)
+    assert any("Face detector" == s.label for s in app.sidebar.selectbox)
