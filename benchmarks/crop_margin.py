@@ -85,11 +85,13 @@ def main() -> None:
     parser.add_argument("--detector", default="yunet", choices=DETECTORS)
     parser.add_argument("--margins", type=float, nargs="+", default=list(MARGINS))
     parser.add_argument("--align", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--square", choices=("on", "off"), default="on",
+                        help="crop a square about the box (FaceSpec.square) or the box itself")
     args = parser.parse_args()
     path = args.model or f"models/{args.task}.keras"
     card = read_card(path)
     model = TaskModel.load(path, card)
-    spec = FaceSpec.from_dict(card["preprocess"])
+    spec = dataclasses.replace(FaceSpec.from_dict(card["preprocess"]), square=args.square == "on")
     images, y, index, frames, found = faces_of_split(args.task, args.data or DEFAULT_DATA[args.task],
                                                      args.split, args.detector)
     aligns = {"both": (False, True), "on": (True,), "off": (False,)}[args.align]
@@ -98,7 +100,7 @@ def main() -> None:
     metric = "MAE (years)" if args.task == "age" else "accuracy" + (" (misses wrong)" if total else "")
     print(f"{args.task} {args.split}, detector {args.detector}: face found in {len(index)} of {len(y)} images "
           f"({len(y) - len(index)} without); card: margin {spec.margin}, align {spec.align}, "
-          f"detector {spec.detector}")
+          f"detector {spec.detector}; square crops {args.square}")
     if args.task == "emotion":
         whole = figure("emotion", y, predict(model, np.stack([preprocess_face(i, spec) for i in images])))
         print(f"{'whole images (no detector)':<28}{whole:>10.4f}")

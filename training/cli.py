@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     mar.add_argument("--margin", type=float, help="share of the face box added on each side, -0.2 to 1")
     mar.add_argument("--align", choices=("on", "off"), help="turn faces so the eyes are level (needs landmarks)")
     mar.add_argument("--detector", choices=DETECTORS, help="the detector whose boxes this crop is meant for")
+    mar.add_argument("--square", choices=("on", "off"), help="crop a square about the box rather than the box itself")
     mar.add_argument("--why", required=True, help="how the crop was chosen (kept in the card)")
     ins = sub.add_parser("inspect", help="validate a data set and print its counts")
     ins.add_argument("--task", required=True, choices=TASKS)
@@ -183,13 +184,14 @@ def _run_set_crop(args) -> int:
 
     if args.margin is not None and not -0.2 <= args.margin <= 1.0:
         raise ValueError(f"--margin must be between -0.2 and 1, not {args.margin}")
-    if args.margin is None and args.align is None and args.detector is None:
-        raise ValueError("nothing to set: give --margin, --align or --detector")
+    if args.margin is None and args.align is None and args.detector is None and args.square is None:
+        raise ValueError("nothing to set: give --margin, --align, --detector or --square")
     card_file = card_path(Path(args.model))
     card = json.loads(card_file.read_text())
     before = FaceSpec.from_dict(card["preprocess"])
     changes = {k: v for k, v in (("margin", args.margin), ("align", None if args.align is None else args.align == "on"),
-                                 ("detector", args.detector)) if v is not None}
+                                 ("detector", args.detector),
+                                 ("square", None if args.square is None else args.square == "on")) if v is not None}
     after = dataclasses.replace(before, **changes)
     card["preprocess"] = after.to_dict()
     card["preprocess_note"] = args.why
