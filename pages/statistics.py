@@ -9,6 +9,8 @@ import core  # noqa: F401  (first: safe native-library import order)
 
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,8 @@ import streamlit as st
 from core import session_charts as charts
 from core import session_stats as stats
 from core.config import EMOTIONS, app_paths
+from core.detection import DETECTOR_LABELS, DetectorSettings
+from core.disk import VIDEO_UPLOAD_MAX_AGE_S, prune
 from core.export import frames_csv_bytes, summary_csv_bytes
 from core.store import SessionStore
 from core.video_analysis import VIDEO_SUFFIXES, VideoError, VideoJob, default_analyzer, probe, start_video_job
@@ -29,10 +33,24 @@ def _store(url: str) -> SessionStore:
     return SessionStore(url)
 
 
+JOB_KEY = "video_job"  # this browser tab's own job (st.session_state): other tabs never see it
+
+
 @st.cache_resource(show_spinner=False)
-def _jobs() -> dict[str, VideoJob]:
-    """Process-wide: one video analysis at a time on this server (it uses the CPU fully)."""
-    return {}
+def _server_slot() -> dict:
+    """Process-wide: the job that holds this server's one analysis slot (it uses the CPU fully)."""
+    return {"job": None, "lock": threading.Lock()}
+
+
+def _own_job() -> VideoJob | None:
+    return st.session_state.get(JOB_KEY)
+
+
+def _clear_finished() -> None:
+    """The next action (a new file, path or name, or Analyse) clears the last finished job's message."""
+    job = _own_job()
+    if job is not None and not job.running:
+        st.session_state.pop(JOB_KEY, None)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -211,71 +229,99 @@ def _save_upload(uploaded) -> Path:
     """Copy the upload to a private temp file (keeping only its suffix: odd names are harmless)."""
     folder = app_paths().cache_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
+    prune(folder, max_age_s=VIDEO_UPLOAD_MAX_AGE_S)  # copies a crash left behind
     handle = tempfile.NamedTemporaryFile(dir=folder, suffix=Path(uploaded.name).suffix.lower(), delete=False)
     with handle:
         shutil.copyfileobj(uploaded, handle, length=1 << 20)
     return Path(handle.name)
 
 
-def _start_analysis(url: str, uploaded, server_path: str, name: str) -> bool:
+def _upload_limit_mb() -> int:
+    return int(st.get_option("server.maxUploadSize"))
+
+
+def _start_analysis(url: str, uploaded, server_path: str, name: str, detector: DetectorSettings) -> bool:
     """Validate the input and start the background job; False (with a message shown) if not started."""
-    jobs = _jobs()
-    if (job := jobs.get("video")) is not None and job.running:
-        st.warning(f"{job.label} is still being analysed; wait for it or cancel it.")
-        return False
-    cleanup = None
-    if uploaded is not None:
-        path, label = _save_upload(uploaded), uploaded.name
-        cleanup = lambda: path.unlink(missing_ok=True)  # noqa: E731
-    elif server_path.strip():
-        path, label = Path(server_path.strip()).expanduser(), None
-    else:
-        st.warning("Upload a video or enter a path on this server first.")
-        return False
-    try:
-        probe(path)
-    except VideoError as exc:
-        if cleanup:
-            cleanup()
-        st.error(str(exc))
-        return False
-    jobs["video"] = start_video_job(path, default_analyzer, name=name.strip() or None, source_label=label,
-                                   cleanup=cleanup, store=_store(url))
+    clicked = time.monotonic()
+    slot = _server_slot()
+    with slot["lock"]:
+        if (other := slot["job"]) is not None and other.running:
+            st.warning("Another video is being analysed on this server (one at a time: it uses every core). "
+                       "Try again when it has finished." if other is not _own_job() else
+                       f"{other.label} is still being analysed; wait for it or cancel it.")
+            return False
+        cleanup = None
+        if uploaded is not None:
+            path, label = _save_upload(uploaded), uploaded.name
+            cleanup = lambda: path.unlink(missing_ok=True)  # noqa: E731
+        elif server_path.strip():
+            path, label = Path(server_path.strip()).expanduser(), None
+        else:
+            st.warning(f"No video to analyse: upload a video file (up to {_upload_limit_mb():,} MB) or type a "
+                       "path on this server.")
+            return False
+        try:
+            probe(path, label)
+        except VideoError as exc:
+            if cleanup:
+                cleanup()  # a refused upload leaves nothing on disk
+            st.error(str(exc))
+            return False
+        job = start_video_job(path, lambda: default_analyzer(detector_settings=detector), name=name.strip() or None,
+                              source_label=label, cleanup=cleanup, store=_store(url), started=clicked)
+        slot["job"] = job
+        st.session_state[JOB_KEY] = job
     return True
 
 
 def _job_status() -> None:
-    job = _jobs().get("video")
+    job = _own_job()
     if job is None:
         return
     if job.running:
-        st.progress(job.progress, text=f"Analysing {job.label}: {job.progress:.0%}")
+        st.progress(job.fraction, text=job.status_text())
         if st.button("Cancel analysis", key="cancel_video"):
             job.cancel()
         return
     if st.session_state.get("video_job_seen") is not job:
         st.session_state["video_job_seen"] = job
         st.rerun(scope="app")  # the new session belongs in the lists above
-    if job.error:
-        st.error(job.error)
-    elif job.result is not None and job.result.cancelled:
-        st.info(f"Analysis of {job.label} cancelled; nothing was saved.")
-    elif job.result is not None:
-        r = job.result
-        st.success(f"{job.label}: session #{r.session_id} with {r.frames:,} frames and {r.faces:,} face "
-                   f"observations; {r.video_s:.1f} s of video in {r.wall_s:.1f} s ({r.speedup:.1f}× real time).")
+    level, text = job.outcome()
+    getattr(st, level)(text)
+
+
+def _detector_settings() -> DetectorSettings:
+    with st.expander("Detector settings"):
+        cols = st.columns(2)
+        sensitivity = cols[0].slider("Detector sensitivity", 0, 100, 50, step=5, key="video_sensitivity",
+                                     help="Higher finds faces in poor light or turned a little, but also more "
+                                          "false boxes.")
+        min_face = cols[1].slider("Minimum face size (px)", 10, 240, DetectorSettings().min_face, step=2,
+                                  key="video_min_face", help="Smaller faces are ignored.")
+        kinds = list(DETECTOR_LABELS)
+        kind = cols[0].selectbox("Face detector", kinds, index=kinds.index("yunet") if "yunet" in kinds else 0,
+                                 format_func=DETECTOR_LABELS.get, key="video_detector")
+        full = cols[1].toggle("Scan at full resolution", value=False, key="video_full_res",
+                              help=f"Off: full scans look at a copy {DetectorSettings().detect_width} px wide "
+                                   "(faster). On: small, distant faces (a crowd) are found too, more slowly.")
+    return DetectorSettings.from_sensitivity(sensitivity / 100, min_face=min_face, kind=kind,
+                                             detect_width=0 if full else DetectorSettings().detect_width)
 
 
 def video_tab(url: str) -> None:
     st.caption("Runs every frame through the same analyzer as the Live page into a new session.")
-    uploaded = st.file_uploader("Video file", type=[s.lstrip(".") for s in VIDEO_SUFFIXES], key="video_upload")
-    server_path = st.text_input("…or a path on this server", key="video_path",
+    uploaded = st.file_uploader("Video file", key="video_upload", on_change=_clear_finished,
+                                help=f"Any video FFmpeg decodes ({', '.join(s.lstrip('.') for s in VIDEO_SUFFIXES)}, "
+                                     f"…), up to {_upload_limit_mb():,} MB. The file is checked by opening it.")
+    server_path = st.text_input("…or a path on this server", key="video_path", on_change=_clear_finished,
                                 placeholder="/data/recordings/interview.mp4")
-    name = st.text_input("Session name (optional)", key="video_name", max_chars=200)
-    job = _jobs().get("video")
+    name = st.text_input("Session name (optional)", key="video_name", max_chars=200, on_change=_clear_finished)
+    detector = _detector_settings()
+    job = _own_job()
     busy = job is not None and job.running
     if st.button("Analyse video", type="primary", disabled=busy, key="analyse_video"):
-        if _start_analysis(url, uploaded, server_path, name):
+        _clear_finished()
+        if _start_analysis(url, uploaded, server_path, name, detector):
             st.rerun()  # show the running state: progress, Cancel, Analyse disabled
     st.fragment(_job_status, run_every=1.0 if busy else None)()
 

@@ -2,6 +2,7 @@
 import core  # noqa: F401  (first: safe native-library import order)
 
 import threading
+import time
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -14,9 +15,13 @@ from conftest import shared_path
 from core.analyzer import FrameAnalyzer
 from core.models import ActiveModels
 from core.store import SessionStore
-from core.video_analysis import VIDEO_SUFFIXES, VideoError, analyze_video, iter_frames, main, probe
+from core.video_analysis import (LOAD_SHARE, VIDEO_SUFFIXES, VideoError, analyze_video, iter_frames, main, probe,
+                                  start_video_job)
 
-CONTAINERS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx", ".avi": "mpeg4"}
+CONTAINERS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx", ".avi": "mpeg4",
+              # issue 21: files a webcam or an old camera writes (WMV2 as Windows records it, MPEG-1/2, ...)
+              ".wmv": "wmv2", ".mpg": "mpeg1video", ".m4v": "mpeg4", ".3gp": "mpeg4", ".flv": "flv",
+              ".ts": "mpeg2video"}
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +94,13 @@ def test_cancel_deletes_the_half_session(clip, analyzer):
     assert store.list_sessions().empty
 
 
+NOT_A_VIDEO = "not a video FFmpeg can read"
+
+
 @pytest.mark.parametrize("content, suffix, message", [
-    (b"", ".mp4", "cannot read"),
-    (b"\x1a\x45\xdf\xa3 this is no matroska file" * 50, ".mkv", "cannot read"),
-    (b"hello", ".txt", "unsupported file type"),
+    (b"", ".mp4", NOT_A_VIDEO),
+    (b"\x1a\x45\xdf\xa3 this is no matroska file" * 50, ".mkv", NOT_A_VIDEO),
+    (b"hello", ".txt", NOT_A_VIDEO),  # decided by opening the file, not by its name
     (None, ".avi", "not found"),
 ])
 def test_unreadable_files_fail_before_a_session_exists(tmp_path, analyzer, content, suffix, message):
@@ -100,9 +108,28 @@ def test_unreadable_files_fail_before_a_session_exists(tmp_path, analyzer, conte
     if content is not None:
         path.write_bytes(content)
     store = SessionStore()
-    with pytest.raises(VideoError, match=message):
+    with pytest.raises(VideoError, match=message) as error:
         analyze_video(path, analyzer, store)
+    assert path.name in str(error.value) and "Errno" not in str(error.value)
     assert store.list_sessions().empty
+
+
+def test_errors_name_the_users_file_not_the_temp_copy(tmp_path, clip):
+    """Issue 21.2: `random.mp4: not a video FFmpeg can read`, never `tmpfbdncyt8.mp4 ... [Errno ...]`."""
+    temp = tmp_path / "tmpfbdncyt8.mp4"
+    temp.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(VideoError) as error:
+        probe(temp, "random.mp4")
+    assert str(error.value).startswith(f"random.mp4: {NOT_A_VIDEO}")
+    assert "tmpfbdncyt8" not in str(error.value) and "Errno" not in str(error.value)
+    picture = tmp_path / "tmpq1w2e3.png"
+    import cv2
+    cv2.imwrite(str(picture), np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(VideoError, match="holiday.png is a still image, not a video"):
+        probe(picture, "holiday.png")
+    good = tmp_path / "tmpa1b2c3.wmv"
+    transcode(clip, good, "wmv2", frames=10)
+    assert probe(good, "webcam.wmv").as_dict()["file"] == "webcam.wmv"
 
 
 def test_truncated_file_errors_and_leaves_no_session(clip, analyzer, tmp_path):
@@ -114,7 +141,8 @@ def test_truncated_file_errors_and_leaves_no_session(clip, analyzer, tmp_path):
     assert store.list_sessions().empty
 
 
-def transcode(source: Path, target: Path, codec: str, frames: int = 30) -> None:
+def transcode(source: Path, target: Path, codec: str, frames: int = 30, blank: bool = False) -> None:
+    """``frames`` frames of ``source`` at 30 fps, 320x240 (``blank``: grey frames, no face in them)."""
     with av.open(str(source)) as src, av.open(str(target), "w") as dst:
         stream = dst.add_stream(codec, rate=Fraction(30, 1))
         stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
@@ -122,7 +150,11 @@ def transcode(source: Path, target: Path, codec: str, frames: int = 30) -> None:
         for i, frame in enumerate(src.decode(video=0)):
             if i == frames:
                 break
-            for packet in stream.encode(frame.reformat(width=320, height=240, format="yuv420p")):
+            if blank:
+                frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), 128, np.uint8), format="bgr24")
+            frame = frame.reformat(width=320, height=240, format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 30)  # some encoders (wmv2) need the frame's own clock
+            for packet in stream.encode(frame):
                 dst.mux(packet)
         for packet in stream.encode():
             dst.mux(packet)
@@ -160,3 +192,47 @@ def test_cli_prints_frames_fps_and_speedup(clip, tmp_path, capsys):
     assert SessionStore().list_sessions()["name"].tolist() == ["cli run"]
     assert main([str(tmp_path / "nope.mp4")]) == 2
     assert "error: video file not found" in capsys.readouterr().out
+
+
+def test_empty_frames_are_counted_and_warned_about(clip, analyzer, tmp_path):
+    """Issue 21.4: a video where the detector finds (almost) nothing is no green success."""
+    blank = tmp_path / "street.mp4"
+    transcode(clip, blank, "libx264", frames=12, blank=True)
+    job = start_video_job(blank, lambda: analyzer, store=SessionStore())
+    job.thread.join(120)
+    run = job.result
+    assert run is not None and run.frames == 12 and run.frames_without_faces == 12 and run.mostly_empty
+    level, text = job.outcome()
+    assert level == "warning"
+    assert "12 of 12 frames had no face" in text and "Detector settings" in text
+
+    faces = tmp_path / "faces.mp4"
+    transcode(clip, faces, "libx264", frames=12)
+    job = start_video_job(faces, lambda: analyzer, store=SessionStore())
+    job.thread.join(120)
+    assert not job.result.mostly_empty and job.outcome()[0] == "success"
+    assert f"{job.result.frames_without_faces} of 12 frames had no face" in job.outcome()[1]
+
+
+def test_progress_moves_from_the_click_and_time_is_what_the_user_waited(clip, analyzer, tmp_path):
+    """Issue 21.5: model loading is a phase of the progress; the reported time starts at the click."""
+    video = tmp_path / "short.mp4"
+    transcode(clip, video, "libx264", frames=20)
+
+    def slow_models():
+        time.sleep(2.0)  # loading TensorFlow and the models takes seconds
+        return analyzer
+
+    clicked = time.monotonic() - 1.0  # the click came a second before the job started (upload copy)
+    job = start_video_job(video, slow_models, store=SessionStore(), started=clicked)
+    time.sleep(1.0)
+    during_load = job.fraction
+    assert job.phase == "loading" and 0 < during_load < LOAD_SHARE
+    assert "loading the models" in job.status_text()
+    time.sleep(0.5)
+    assert job.fraction > during_load  # it keeps moving while the models load
+    job.thread.join(120)
+    assert job.fraction == 1.0 and job.load_s >= 3.0
+    assert job.waited_s >= job.load_s + job.result.wall_s - 0.01
+    level, text = job.outcome()
+    assert f"took {job.waited_s:.1f} s from your click ({job.load_s:.1f} s loading the models" in text
