@@ -175,6 +175,7 @@ def test_add_never_waits_for_the_database(db_url):
     assert len(store.results(sid)) == 400
 
 
+LOSS_BOUND_S = 0.5
 KILLED_WRITER = textwrap.dedent("""
     import core
     import sys, time
@@ -214,8 +215,10 @@ def test_rows_survive_abrupt_kill_and_session_is_recovered(db_url):
     info = fresh.get_session(sid)
     assert info["status"] == "recording"
     stored = set(fresh.results(sid)["frame_index"])
-    must_have = {i for i, at in added.items() if at < killed_at - 1.0}
-    assert must_have and must_have <= stored, f"lost frames added >1 s before the kill: {must_have - stored}"
+    # The README's promise: at most the last ~0.5 s of results is lost (issue 21.9: 1.19 s were)
+    must_have = {i for i, at in added.items() if at < killed_at - LOSS_BOUND_S}
+    assert must_have and must_have <= stored, \
+        f"lost frames added >{LOSS_BOUND_S} s before the kill: {sorted(must_have - stored)}"
     lost = [at for i, at in added.items() if i not in stored]
     print(f"frames added {len(added)}, stored {len(stored)}, "
           f"lost window {killed_at - min(lost) if lost else 0.0:.2f} s before the kill")
@@ -226,6 +229,40 @@ def test_rows_survive_abrupt_kill_and_session_is_recovered(db_url):
     assert info["status"] == "ended abnormally" and info["ended_abnormally"]
     last = fresh.results(sid)["timestamp"].max()
     assert info["ended_at"].timestamp() == pytest.approx(last, abs=1e-3)
+
+
+def test_a_kill_loses_at_most_half_a_second_even_with_slow_commits(db_url, monkeypatch):
+    """Issue 21.9: under load a commit takes a while; results must still wait at most ~0.5 s in memory.
+
+    The window a kill can lose is, for each commit, the time from the oldest frame it made durable
+    being added to the commit's end. Commits are slowed to 0.15 s (as on a busy machine)."""
+    from core.store import SessionWriter
+
+    store = SessionStore(db_url)
+    sid = store.start_session("slow disk", "webcam", {}, {})
+    real_write = SessionWriter._write
+    commits: list[tuple[float, set[int]]] = []
+
+    def slow_write(self, rows, *args):
+        time.sleep(0.15)
+        ok = real_write(self, rows, *args)
+        commits.append((time.time(), {row["frame_index"] for row in rows}))
+        return ok
+
+    monkeypatch.setattr(SessionWriter, "_write", slow_write)
+    writer = store.writer(sid)
+    added: dict[int, float] = {}
+    t0 = time.time()
+    while time.time() - t0 < 3.0:
+        index = len(added)
+        writer.add(frame(index, t0))
+        added[index] = time.time()
+        time.sleep(0.01)
+    writer.close()
+    windows = [end - min(added[i] for i in frames) for end, frames in commits[:-1] if frames]  # not the close
+    print(f"{len(commits)} commits; longest time a result waited for its commit: {max(windows):.2f} s")
+    assert len(windows) >= 5 and max(windows) <= LOSS_BOUND_S
+    assert len(store.results(sid)) == 2 * len(added)
 
 
 def test_recover_leaves_sessions_recording_in_this_process_alone(db_url):
