@@ -6,6 +6,7 @@ before anything starts) and :class:`core.registry.ModelRegistry` (cards, activat
 """
 import core  # noqa: F401  (first: safe native-library import order)
 
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,35 +31,77 @@ DATA_HINTS = {
 PACK_HINT = " Or a .npz pack written by `python -m training pack`."
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _inspect(task: str, path: str, size: int, mtime_ns: int):
-    """Validate once per file version (size/mtime in the key), not on every rerun."""
-    return inspect(task, path)
+CHECKED_KEEP = 8  # data checks remembered per server (newest first)
+
+
+@st.cache_resource(show_spinner=False)
+def _checked() -> OrderedDict:
+    """(task, path, size, mtime) -> (summary, error): each file version is checked once, not per rerun."""
+    return OrderedDict()
 
 
 def _summary_or_error(task: str, path: str):
     stat = Path(path).stat()
-    with st.spinner("Reading and checking the data (the first look at a large set takes a while)…"):
-        try:
-            return _inspect(task, path, stat.st_size, stat.st_mtime_ns), None
-        except DataError as exc:
-            return None, str(exc)
+    key, checked = (task, path, stat.st_size, stat.st_mtime_ns), _checked()
+    if key in checked:
+        checked.move_to_end(key)
+        return checked[key]
+    what = "decoding every image and finding each face" if task != "emotion" else "decoding every image"
+    shown = st.empty()
+    shown.progress(0.0, text=f"Reading and checking the data ({what}; later looks come from the cache)…")
+
+    def report(done: int, total: int | None) -> None:
+        if total:
+            shown.progress(min(1.0, done / total), text=f"Reading and checking the data: {done:,} of {total:,} "
+                                                         f"files ({what})…")
+        else:
+            shown.progress(0.0, text=f"Reading and checking the data: {done:,} files so far ({what})…")
+
+    try:
+        result = inspect(task, path, progress=report), None
+    except DataError as exc:
+        result = None, str(exc)
+    finally:
+        shown.empty()
+    checked[key] = result
+    while len(checked) > CHECKED_KEEP:
+        checked.popitem(last=False)
+    return result
 
 
 def _saved_upload(manager: JobManager, task: str, uploaded) -> str | None:
-    """Save an upload once per file (the rerun after each click must not copy it again)."""
+    """Save an upload once per file (the rerun after each click must not copy it again).
+
+    An upload this tab no longer holds (removed from the uploader or replaced) is deleted
+    from the server unless a job reads it; a refused one is deleted at once (see data_section).
+    """
     saved = st.session_state.setdefault("uploads", {})
     key = (uploaded.file_id, task)
+    _discard_other_uploads(manager, keep=key)
     if key not in saved:
         try:
-            saved[key] = str(manager.save_upload(uploaded.name, uploaded, task))
+            saved[key] = {"path": str(manager.save_upload(uploaded.name, uploaded, task))}
         except JobError as exc:
-            st.error(str(exc))
-            return None
+            saved[key] = {"error": str(exc)}
         except OSError as exc:
             st.error(f"Could not store the upload on the server: {exc}")
             return None
-    return saved[key]
+    if "error" in saved[key]:
+        st.error(saved[key]["error"])
+        return None
+    return saved[key]["path"]
+
+
+def _discard_other_uploads(manager: JobManager, keep=None) -> None:
+    saved = st.session_state.get("uploads", {})
+    for key in [k for k in saved if k != keep and "path" in saved[k]]:
+        manager.discard_upload(saved.pop(key)["path"])
+
+
+def _refuse_upload(manager: JobManager, task: str, uploaded, path: str, error: str) -> None:
+    """Bad data uploaded: delete the file, remember the message for the reruns."""
+    manager.discard_upload(path)
+    st.session_state["uploads"][(uploaded.file_id, task)] = {"error": f"This data cannot be used: {error}"}
 
 
 def data_section(manager: JobManager):
@@ -68,7 +111,7 @@ def data_section(manager: JobManager):
                                                "gender": "Gender"}[t])
     st.caption(DATA_HINTS[task] + PACK_HINT)
     source = st.radio("Data source", ["Server path", "Upload"], horizontal=True, key="source")
-    path = None
+    path = uploaded = None
     if source == "Server path":
         typed = st.text_input("Path on this server (file or folder)", key="data_path",
                               placeholder="/data/fer2013.csv or /data/UTKFace.tar")
@@ -82,12 +125,16 @@ def data_section(manager: JobManager):
         uploaded = st.file_uploader(f"Upload ({', '.join(UPLOAD_SUFFIXES[task])})", key=f"upload_{task}")
         if uploaded is not None:
             path = _saved_upload(manager, task, uploaded)
+        else:
+            _discard_other_uploads(manager)  # the user removed the file: it goes from the server too
     if path is None:
         return task, None, None
     summary, error = _summary_or_error(task, path)
     if error:
         st.error(f"This data cannot be used: {error}")
-        return task, path, None
+        if uploaded is not None:
+            _refuse_upload(manager, task, uploaded, path, error)
+        return task, None, None
     views.data_summary(summary)
     return task, path, summary
 
@@ -159,14 +206,18 @@ def results_tab(manager: JobManager, registry: ModelRegistry) -> None:
     except KeyError:
         st.info(f"Its model {job.model_id} has since been deleted from the registry.")
         return
-    if registry.active(task).id == job.model_id:
-        st.success(f"This model is the active {task} model.")
-    elif st.button(f"Activate this model for {task}", type="primary", key=f"activate_{job.id}"):
-        registry.activate(task, job.model_id)
-        st.toast(f"Activated {job.model_id}: the Live page and video analysis use it from now on.")
-        st.rerun()
     evaluations = {"new": job.evaluation()}
     compared = job.active_evaluation()
+    if registry.active(task).id == job.model_id:
+        st.success(f"This model is the active {task} model.")
+    else:
+        check = reports.activation_check(task, card, evaluations["new"], compared,
+                                         manager.progress(job.id).history,
+                                         f"the active model ({job.active_model_id})")
+        if views.activation_popover(task, job.model_id, check, key=f"activate_{job.id}"):
+            registry.activate(task, job.model_id)
+            st.toast(f"Activated {job.model_id}: the Live page and video analysis use it from now on.")
+            st.rerun()
     if compared is not None:
         evaluations[f"active ({job.active_model_id})"] = compared
     st.markdown("**Evaluation on the held-out split, side by side with the model that was active**")

@@ -132,6 +132,9 @@ def test_running_then_finished_then_activated_from_the_page(tmp_path):
 
     registry = ModelRegistry()
     assert registry.active("emotion").is_default, "finishing does not activate"
+    # issue 21.6: the button is a confirmation that compares both models on the same test split
+    assert "On the same" in results and "test images: this model accuracy" in results
+    assert at.button(key=f"activate_{job.id}").label == f"Yes, activate {job.model_id}"
     at.button(key=f"activate_{job.id}").click().run()
     _ok(at)
     assert registry.active("emotion").id == job.model_id

@@ -18,14 +18,18 @@ import hashlib
 import io
 import logging
 import re
+import tarfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from core.config import EMOTIONS, app_paths
+from core.disk import cache_cap, prune
 from core.detection import Detection, DetectorSettings, FaceDetector, effective_settings, make_detector
 from core.preprocess import FaceSpec, preprocess_face
 from training.archives import DataError, archive_kind, iter_members
@@ -33,6 +37,9 @@ from training.pack import is_pack, load_pack
 
 log = logging.getLogger(__name__)
 LOADER_VERSION = 7
+ProgressFn = Callable[[int, "int | None"], None]  # (items read so far, total or None when unknown)
+PROGRESS_EVERY = 100
+_T = TypeVar("_T")
 SPLITS = ("train", "val", "test")
 FER_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 FER_FOLDER_SPLIT = {"train": "train", "training": "train", "val": "val", "validation": "val",
@@ -137,6 +144,35 @@ def _carve_val(splits: list[str], contents: list[bytes]) -> bool:
     return True
 
 
+def _member_total(path: Path) -> int | None:
+    """How many files a folder or archive holds, when that is cheap to know (not for a compressed tar)."""
+    try:
+        if path.is_dir():
+            return sum(1 for p in path.rglob("*") if p.is_file())
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return sum(not info.is_dir() for info in zf.infolist())
+        with tarfile.open(path, "r:") as tf:  # uncompressed only: a .tar.gz would be decompressed twice
+            return sum(info.isfile() for info in tf.getmembers())
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError):
+        return None
+
+
+def _counted(items: Iterable[_T], total: int | None, progress: ProgressFn | None) -> Iterator[_T]:
+    """``items`` unchanged, reporting ``progress(done, total)`` every PROGRESS_EVERY items and at the end."""
+    if progress is None:
+        yield from items
+        return
+    done = 0
+    progress(0, total)
+    for item in items:
+        yield item
+        done += 1
+        if done % PROGRESS_EVERY == 0:
+            progress(done, total)
+    progress(done, done)
+
+
 def _read_fer_csv(source, name: str) -> pd.DataFrame:
     try:
         return pd.read_csv(source, dtype=str)
@@ -146,17 +182,18 @@ def _read_fer_csv(source, name: str) -> pd.DataFrame:
         raise DataError(f"{name}: not a readable CSV ({exc})") from exc
 
 
-def _load_fer_csv(path: Path, spec: FaceSpec) -> dict:
-    return _fer_csv_faces(_read_fer_csv(path, path.name), path.name, spec)
+def _load_fer_csv(path: Path, spec: FaceSpec, progress: ProgressFn | None = None) -> dict:
+    return _fer_csv_faces(_read_fer_csv(path, path.name), path.name, spec, progress)
 
 
-def _fer_csv_faces(frame: pd.DataFrame, name: str, spec: FaceSpec) -> dict:
+def _fer_csv_faces(frame: pd.DataFrame, name: str, spec: FaceSpec, progress: ProgressFn | None = None) -> dict:
     missing = {"emotion", "pixels", "Usage"} - set(frame.columns)
     if missing:
         raise DataError(f"{name}: expected columns emotion,pixels,Usage; missing {sorted(missing)} "
                         f"(found {list(frame.columns)})")
     images, labels, splits, contents, skipped = [], [], [], [], 0
-    for row, (emotion, pixels, usage) in enumerate(frame[["emotion", "pixels", "Usage"]].itertuples(index=False), 2):
+    rows = _counted(frame[["emotion", "pixels", "Usage"]].itertuples(index=False), len(frame), progress)
+    for row, (emotion, pixels, usage) in enumerate(rows, 2):
         try:
             values = np.array(str(pixels).split(), dtype=np.int64) if isinstance(pixels, str) else np.zeros(0)
         except ValueError as exc:
@@ -204,10 +241,10 @@ def _fer_split_source(name: str, prefixed: set[bool], carved: bool) -> str:
     return f"{name}: {text}" + (CARVED_VAL if carved else "")
 
 
-def _load_fer_images(path: Path, spec: FaceSpec) -> dict:
+def _load_fer_images(path: Path, spec: FaceSpec, progress: ProgressFn | None = None) -> dict:
     images, labels, splits, contents, prefixed, skipped = [], [], [], [], set(), 0
     csv_member: tuple[str, bytes] | None = None
-    for name, data in iter_members(path):
+    for name, data in _counted(iter_members(path), _member_total(path) if progress else None, progress):
         label = _fer_member_label(name)
         if label is None:
             if csv_member is None and data and name.lower().endswith(".csv"):
@@ -226,7 +263,7 @@ def _load_fer_images(path: Path, spec: FaceSpec) -> dict:
     if not images and csv_member is not None:
         name, data = csv_member
         member = f"{path.name}/{PurePosixPath(name).name}"
-        return _fer_csv_faces(_read_fer_csv(io.BytesIO(data), member), member, spec)
+        return _fer_csv_faces(_read_fer_csv(io.BytesIO(data), member), member, spec, progress)
     carved = _carve_val(splits, contents)
     return {"x": _fer_faces(images, spec), "y": labels, "split": splits, "skipped": skipped,
             "split_source": _fer_split_source(path.name, prefixed, carved)}
@@ -345,7 +382,7 @@ def _crop_faces(images: list[np.ndarray], found: list[Detection | None], spec: F
     return faces
 
 
-def _load_utk(path: Path, spec: FaceSpec) -> dict:
+def _load_utk(path: Path, spec: FaceSpec, progress: ProgressFn | None = None) -> dict:
     split_table = _utk_split_table(path)
     if split_table:
         source = f"{path.name}: utkface_split.csv train / val / test (content-hash rule for files it does not list)"
@@ -355,7 +392,7 @@ def _load_utk(path: Path, spec: FaceSpec) -> dict:
         caveat = HASH_SPLIT_CAVEAT
         log.warning("%s: %s", path.name, caveat)
     decoded, skipped = [], 0
-    for name, data in iter_members(path):
+    for name, data in _counted(iter_members(path), _member_total(path) if progress else None, progress):
         if not name.lower().endswith(IMAGE_SUFFIXES):
             continue
         labels = parse_utk_name(name)
@@ -395,7 +432,9 @@ def _cache_file(kind: str, path: Path, spec: FaceSpec) -> Path:
     return app_paths().cache_dir / f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
-def _load_all(kind: str, path: Path, spec: FaceSpec) -> dict:
+def _load_all(kind: str, path: Path, spec: FaceSpec, progress: ProgressFn | None = None) -> dict:
+    """The whole decoded set, from the cache when it has one; ``progress(done, total)`` reports the
+    files read (and, for UTKFace, run through the face detector) on a first look."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -409,9 +448,10 @@ def _load_all(kind: str, path: Path, spec: FaceSpec) -> dict:
             data["meta"] = pd.read_json(io.StringIO(str(data["meta"])))
         return data
     if kind == "fer":
-        raw = _load_fer_csv(path, spec) if archive_kind_or_csv(path) == "csv" else _load_fer_images(path, spec)
+        raw = (_load_fer_csv(path, spec, progress) if archive_kind_or_csv(path) == "csv"
+               else _load_fer_images(path, spec, progress))
     else:
-        raw = _load_utk(path, spec)
+        raw = _load_utk(path, spec, progress)
     if not raw["x"]:
         raise DataError(f"{path.name}: no labelled images found "
                         + ("(expected <split>/<emotion>/<name>.jpg)" if kind == "fer"
@@ -427,6 +467,7 @@ def _load_all(kind: str, path: Path, spec: FaceSpec) -> dict:
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, **to_save)
     tmp.replace(cache)
+    prune(cache.parent, cache_cap(), pattern="*.npz", keep=[cache])  # oldest decoded sets go first
     return data
 
 
@@ -487,10 +528,15 @@ def load_dataset(task: str, path: Path | str, split: str = "train", fraction: fl
                        int(data["skipped"]), str(data["split_source"]))
 
 
-def inspect(task: str, path: Path | str, samples: int = 16, seed: int = 0) -> DataSummary:
-    """Validate a data set and summarise it (raises :class:`DataError` on bad data)."""
+def inspect(task: str, path: Path | str, samples: int = 16, seed: int = 0,
+            progress: ProgressFn | None = None) -> DataSummary:
+    """Validate a data set and summarise it (raises :class:`DataError` on bad data).
+
+    ``progress(done, total)`` is called while a first look decodes the files (never when the
+    decoded set comes from the cache); ``total`` is None when it is not known up front.
+    """
     spec = DEFAULT_SPECS[task]
-    data = _load_all(data_kind(task), Path(path), spec)
+    data = _load_all(data_kind(task), Path(path), spec, progress)
     splits = {s: int((data["split"] == s).sum()) for s in SPLITS}
     summary = DataSummary(task, str(path), splits, skipped=int(data["skipped"]), split_source=str(data["split_source"]),
                           split_caveat=str(data["split_caveat"]))

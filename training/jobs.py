@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from core.config import REPO_ROOT, TASKS, app_paths
+from core.disk import prune, uploads_cap
 from core.registry import ModelRegistry, write_json_atomic
 from training import RESUME_DIR
 
@@ -559,7 +560,30 @@ class JobManager:
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
+        self.prune_uploads(keep=[final])
         return final
+
+    def _uploads_in_use(self) -> set[Path]:
+        """Uploads a job may still read: the data of every job that has not ended."""
+        return {Path(job.options.data).resolve() for job in self.list() if not job.done and job.options.data}
+
+    def discard_upload(self, path: str | Path) -> bool:
+        """Delete an upload that was refused or given up (True if deleted); never one a running job reads,
+        never anything outside the uploads folder."""
+        path = Path(path).resolve()
+        if path.parent != (self.root / UPLOADS_DIR).resolve() or path in self._uploads_in_use():
+            return False
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def prune_uploads(self, keep: list[Path] = ()) -> list[Path]:
+        """Keep ``jobs/uploads`` under :func:`core.disk.uploads_cap` (oldest first; never in use)."""
+        folder = self.root / UPLOADS_DIR
+        broken = prune(folder, pattern=".partial-*", max_age_s=3600)  # copies cut off by a crash
+        return broken + prune(folder, uploads_cap(), keep=[*keep, *self._uploads_in_use()])
 
 
 # -- the supervisor process -----------------------------------------------------

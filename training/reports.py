@@ -183,3 +183,48 @@ def group_figure(evaluations: Evaluations, group: str, metric: str) -> go.Figure
                       title=f"{METRIC_TITLES.get(metric, metric)} by {GROUP_TITLES.get(group, group)}",
                       margin={"t": 40, "b": 40, "l": 40, "r": 10})
     return fig
+
+
+def activation_check(task: str, card: dict, new: dict | None, active: dict | None,
+                     history: Sequence[dict] = (), active_id: str = "the active model") -> dict:
+    """What to tell a user before they activate a new model: the two models on the same split,
+    whether the new one is worse there, and why its validation and test figures differ.
+
+    Returns ``{"comparison": str, "worse": bool, "warning": str | None, "gap": str | None}``.
+    """
+    metric = primary_metric(task)
+    title = METRIC_TITLES.get(metric, metric)
+    better_high = higher_is_better(metric)
+    new_value = ((new or {}).get("metrics") or {}).get(metric)
+    old_value = ((active or {}).get("metrics") or {}).get(metric)
+    split, n = (new or {}).get("split", "held-out"), (new or {}).get("n", "?")
+    out: dict = {"comparison": "", "worse": False, "warning": None, "gap": None}
+    if new_value is None:
+        out["comparison"] = "No evaluation of this model is available."
+        return out
+    if old_value is None:
+        out["comparison"] = f"This model: {title} {new_value:.3f} on the {n} {split} images (no figure for {active_id})."
+    else:
+        out["comparison"] = (f"On the same {n} {split} images: this model {title} {new_value:.3f}, "
+                             f"{active_id} {old_value:.3f}.")
+        out["worse"] = new_value < old_value if better_high else new_value > old_value
+        if out["worse"]:
+            out["warning"] = (f"This model is worse than {active_id} on the same test images ({title} "
+                              f"{new_value:.3f} against {old_value:.3f}). Activating it makes the Live page "
+                              "and video analysis less accurate; keep the active model unless you have a reason.")
+    vals = [logs[f"val_{metric}"] for logs in history if isinstance(logs.get(f"val_{metric}"), (int, float))]
+    if vals:
+        val = max(vals) if better_high else min(vals)
+        relative = abs(val - new_value) / max(abs(new_value), 1e-9)
+        if (abs(val - new_value) > 0.05 if better_high else relative > 0.15):
+            dataset = card.get("dataset") or {}
+            fraction = dataset.get("fraction", 1.0)
+            epochs = card.get("epochs", len(history))
+            share = (f"only {fraction:.0%} of the validation split (a small sample, where a few images move "
+                     "the figure by several points)" if isinstance(fraction, (int, float)) and fraction < 1
+                     else "the validation split")
+            out["gap"] = (f"Why validation ({val:.3f}) and test ({new_value:.3f}) differ: the validation {title} "
+                          f"was measured on {share}, after {epochs} epoch(s), and the kept epoch was chosen by that "
+                          f"same figure, so it is noisy and flattering. The test figure covers all {n} {split} "
+                          "images the active model was scored on: compare models by it.")
+    return out

@@ -203,3 +203,16 @@ def registry_table(entries: list[ModelEntry], active_id: str) -> pd.DataFrame:
             metric: metrics.get(metric),
         })
     return pd.DataFrame(rows)
+
+
+def activation_popover(task: str, model_id: str, check: dict, key: str) -> bool:
+    """The "Activate this model…" confirmation: the comparison on the same split, a warning when the
+    new model is worse, and why validation and test differ. True when the user confirmed."""
+    label = f"Activate this model for {task}…" + (" (worse than the active one)" if check["worse"] else "")
+    with st.popover(label, icon=":material/warning:" if check["worse"] else None):
+        st.markdown(check["comparison"])
+        if check["warning"]:
+            st.warning(check["warning"])
+        if check["gap"]:
+            st.caption(check["gap"])
+        return st.button(f"Yes, activate {model_id}", type="secondary" if check["worse"] else "primary", key=key)
