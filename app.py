@@ -6,6 +6,7 @@ import streamlit as st
 from core.config import TASKS
 from core.detection import yunet_available
 from core.registry import ModelRegistry
+from pages.components.server_address import fix_disconnect_help
 from pages.components.server_tuning import keep_models_warm
 
 keep_models_warm()  # no keras.backend.clear_session() after every script run (see the module)
@@ -65,4 +66,6 @@ pages = [
 navigation = st.navigation(pages)
 sidebar_models()
 detector_warning()
+with st.sidebar:
+    fix_disconnect_help()  # Streamlit's "connection lost" dialog: name FaceSense and how to start it
 navigation.run()

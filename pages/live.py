@@ -36,6 +36,7 @@ from core.models import ActiveModels
 from core.overlay import gender_text
 from core.store import SessionStore
 from core.webrtc_network import follow_server_address
+from pages.components.server_address import with_real_address
 from pages.components.server_tuning import keep_models_warm
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ MESSAGES = {  # shown by the player's device form when the browser cannot open a
                                "http://localhost:8501 on this computer, or over HTTPS from another one",
     "device_ask_permission": "Please allow FaceSense to use your camera",
 }
+CAMERA_HELP, MESSAGES = with_real_address(CAMERA_HELP), {k: with_real_address(v) for k, v in MESSAGES.items()}
 
 
 @st.cache_resource(show_spinner="Loading the face models…")
