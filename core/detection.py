@@ -18,7 +18,7 @@ import logging
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -310,7 +310,3 @@ def effective_settings(settings: DetectorSettings) -> DetectorSettings:
     """The settings that really run here (kind ``haar`` when YuNet falls back): recorded
     with sessions and cards, so a record never claims a detector that did not run."""
     return settings if settings.kind != "yunet" or yunet_available() else replace(settings, kind="haar")
-
-
-def largest(detections: Sequence[Detection]) -> Detection | None:
-    return max(detections, key=lambda d: d.box[2] * d.box[3]) if detections else None

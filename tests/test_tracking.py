@@ -5,7 +5,6 @@ import core  # noqa: F401
 
 import time
 
-import cv2
 import numpy as np
 import pytest
 
