@@ -19,9 +19,10 @@ way the app uses it:
 * faces per frame on the shared clips (1 and 3 people) and false boxes per frame
   (detections beyond the known number of people);
 * a 3x3 tiled clip: every multi-face frame scaled to a third and tiled into a 640x480
-  frame (27 small faces; their reference sizes, about 15-50 px, are printed). The references are the boxes YuNet finds at full
-  resolution with confidence >= 0.9 in the original frame (exactly 3 on this clip;
-  frames with another count are skipped and counted), mapped into each tile. A
+  frame (27 small faces; their reference sizes, about 15-50 px, are printed). The
+  references are the boxes YuNet finds at full resolution with confidence >= 0.9 in the
+  original frame (exactly 3 on this clip; frames with another count are skipped and
+  counted), mapped into each tile. A
   detection matches a reference at IoU >= 0.3; unmatched detections are false boxes;
 * ms per frame of ``detector.detect(frame)`` at 640x480 on one thread (median and p95
   over the multi-face clip's frames).
@@ -196,7 +197,7 @@ def print_table(rows: list[tuple[str, str, tuple, tuple, VideoResult]], refs_per
     print(head)
     print(sub)
     print("-" * len(sub))
-    for label, kind, utk, fer, v in rows:
+    for label, _kind, utk, fer, v in rows:
         print(f"{label:<12} {pct(*utk):>9.2f} {pct(*fer):>9.2f} {v.faces_single:>9.3f} {v.faces_multi:>9.3f} "
               f"{v.tiled_mean:>8.2f} {v.tiled_min:>8d} {v.false_single:>6.3f} {v.false_multi:>6.3f} "
               f"{v.false_tiled:>6.3f} {v.ms_median:>6.2f} {v.ms_p95:>6.2f}")
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows, refs_per_frame)
     print()
-    for label, kind, utk_r, fer_r, v in rows:
+    for label, _kind, utk_r, fer_r, v in rows:
         checks = ((f"UTKFace test found {pct(*utk_r):.2f}% >= {TARGET_UTK:g}%", pct(*utk_r) >= TARGET_UTK),
                   (f"FER2013 PrivateTest found {pct(*fer_r):.2f}% >= {TARGET_FER:g}%", pct(*fer_r) >= TARGET_FER),
                   (f"tiled matched {v.tiled_mean:.2f}/{refs_per_frame} >= {TARGET_TILED:g} (mean)",

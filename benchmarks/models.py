@@ -61,7 +61,8 @@ def main() -> None:
         print("models: " + ", ".join(f"{task} {model.entry_id}" for task, model in models))
     width = max([9, *(len(name) + 1 for name in args.models or [])])
     every = AnalyzerSettings().attribute_every
-    print(f"{'model':<{width}}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  {'b4 median':>10}{'b4 p95':>9}"
+    print(f"{'model':<{width}}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  "
+          f"{'b4 median':>10}{'b4 p95':>9}"
           f"  {'per face-frame':>15}  (ms; age and gender run on a face every {every} frames)")
     for name, model in models:
         row = []

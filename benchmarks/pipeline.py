@@ -195,7 +195,8 @@ def report(video: Path, pipeline: dict, anchor: dict | None, anchor_note: str = 
         f"({pipeline['fps']:.1f})",
         f"target p95 <= {TARGET_P95_MS:.0f} ms per frame: {'PASS' if pf['p95_ms'] <= TARGET_P95_MS else 'FAIL'} "
         f"({pf['p95_ms']:.2f})",
-        f"target >= {TARGET_FACES} faces per frame: {'PASS' if pipeline['faces_per_frame'] >= TARGET_FACES else 'FAIL'} "
+        f"target >= {TARGET_FACES} faces per frame: "
+        f"{'PASS' if pipeline['faces_per_frame'] >= TARGET_FACES else 'FAIL'} "
         f"({pipeline['faces_per_frame']:.2f})",
     ]
     if anchor is not None:

@@ -416,7 +416,7 @@ class FrameAnalyzer:
         t0 = time.perf_counter()
         try:
             annotated = self.annotate(frame_bgr, result)
-        except Exception as exc:  # drawing must not lose the analysis
+        except Exception as exc:  # noqa: BLE001  (drawing must not lose the analysis)
             self.failed_frames += 1
             log.warning("frame %d: overlay failed: %s", result.frame_index, exc)
             result.error = f"overlay: {type(exc).__name__}: {exc}"

@@ -53,7 +53,8 @@ def emotion_share_figure(share: pd.DataFrame, title: str = "Emotion share") -> g
     """Bar per emotion: share of face observations where it was the dominant one."""
     if share["observations"].sum() == 0:
         return _empty(title, "no emotion results")
-    fig = go.Figure(go.Bar(x=share["emotion"], y=share["share"], marker_color=[EMOTION_COLORS[e] for e in share["emotion"]],
+    colors = [EMOTION_COLORS[e] for e in share["emotion"]]
+    fig = go.Figure(go.Bar(x=share["emotion"], y=share["share"], marker_color=colors,
                            customdata=share["observations"],
                            hovertemplate="%{x}: %{y:.1%} (%{customdata} observations)<extra></extra>"),
                     layout=dict(title=title, **LAYOUT))

@@ -10,5 +10,7 @@ ensure_requirements requirements-dev.txt
 apt_install chromium chromium-driver postgresql \
     || say "warning: continuing without them; browser/PostgreSQL tests will skip"
 cd "$REPO_ROOT"
+# Lint first (rules in pyproject.toml): a second, a clear message, and CI fails on it.
+"$VENV_PY" -m ruff check --no-cache . || die "ruff found problems (above); fix them or see pyproject.toml"
 # --durations: the slowest tests in every log, to keep the suite within CI's budget.
 exec "$VENV_PY" -m pytest --durations=15 "$@"  # exit status is pytest's (5 = no tests = failure)

@@ -236,7 +236,7 @@ def test_live_session_records_each_start_stop(active_models, multi_frames):
     for frame in multi_frames[:3]:             # playing but not armed yet: shown, not recorded
         live.analyze(frame)
     assert store.list_sessions().empty
-    for run in range(2):
+    for _ in range(2):
         live.arm()
         for frame in multi_frames[:10]:        # the analysis thread's work, here in line
             result = live.analyze(frame)

@@ -47,8 +47,10 @@ def test_yunet_finds_the_tiled_faces(multi_frames):
 @needs_yunet
 def test_main_prints_the_table(capsys):
     shared_path("data", "utkface_split.csv")
-    args = ["--utk", str(shared_path("data", "utkface_96.tar")), "--fer", str(shared_path("data", "fer2013_images.zip")),
-            "--video-dir", str(shared_path("video", "single_face_640x480.avi").parent), "--limit", "50", "--frames", "20"]
+    args = ["--utk", str(shared_path("data", "utkface_96.tar")),
+            "--fer", str(shared_path("data", "fer2013_images.zip")),
+            "--video-dir", str(shared_path("video", "single_face_640x480.avi").parent),
+            "--limit", "50", "--frames", "20"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "UTK test" in out and "ms/frame" in out and "Machine:" in out

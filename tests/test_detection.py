@@ -121,7 +121,8 @@ def test_aligned_crop_of_a_turned_face_matches_the_upright_one():
             inner = slice(12, 52)  # the face itself, not the background the turn brings in
             aligned = preprocess_face(turned, spec, found.box, found.landmarks)[inner, inner]
             aligned_gap.append(np.abs(aligned - upright[inner, inner]).mean())
-            plain_gap.append(np.abs(preprocess_face(turned, plain, found.box)[inner, inner] - upright[inner, inner]).mean())
+            plain_crop = preprocess_face(turned, plain, found.box)[inner, inner]
+            plain_gap.append(np.abs(plain_crop - upright[inner, inner]).mean())
     assert np.median(followed) > 0.6 and np.mean(np.array(followed) > 0) == 1.0, followed
     assert np.mean(aligned_gap) < 0.85 * np.mean(plain_gap), (aligned_gap, plain_gap)
 
@@ -229,7 +230,8 @@ def test_a_database_written_before_the_cnn_detector_upgrades_and_exports(facesen
         writer.add(FrameResult(0, 1767225700.0, [FaceResult(1, (0, 0, 50, 60), None, None, 30.0, 0.4, 0.91,
                                                             (12.5, -3.0, 4.25))], {"total": 1.0}))
     new = store.results(session)
-    assert new[["detector_confidence", "yaw", "pitch", "roll"]].iloc[0].tolist() == pytest.approx([0.91, 12.5, -3.0, 4.25])
+    stored = new[["detector_confidence", "yaw", "pitch", "roll"]].iloc[0].tolist()
+    assert stored == pytest.approx([0.91, 12.5, -3.0, 4.25])
 
 
 def test_the_app_says_once_when_it_falls_back_to_haar(monkeypatch):

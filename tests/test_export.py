@@ -46,7 +46,8 @@ def test_frames_csv_columns_rows_and_values(seeded):
     assert table["timestamp"].str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00").all()
     assert stamps.iloc[0] == pd.Timestamp(START)
     db = store.results(a)
-    assert (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy() == pytest.approx(db["timestamp"].to_numpy(), abs=1e-3)
+    seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    assert seconds == pytest.approx(db["timestamp"].to_numpy(), abs=1e-3)
     assert table["elapsed_s"].iloc[-1] == pytest.approx(149 / 30, abs=1e-3)
 
     probs = table[[f"p_{e}" for e in EMOTIONS]]

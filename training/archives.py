@@ -70,7 +70,7 @@ def iter_members(path: Path) -> Iterator[tuple[str, bytes | None]]:
                     if info.is_dir():
                         continue
                     check_member_name(info.filename, path)
-                    yield info.filename, _read_member(path, info.filename, lambda: zf.read(info))
+                    yield info.filename, _read_member(path, info.filename, lambda info=info: zf.read(info))
         else:
             with tarfile.open(path) as tf:
                 for info in tf:

@@ -41,8 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--report-split", default="test", choices=("val", "test"),
                      help="split to report on after training (val for a pack without the test split)")
     fit.add_argument("--workers", type=int, default=2, help="augmentation threads")
-    fit.add_argument("--detector", default="yunet", choices=DETECTORS, help="the face detector that cuts training faces")
-    fit.add_argument("--align", choices=("on", "off"), help="turn faces so the eyes are level (default: the task's crop)")
+    fit.add_argument("--detector", default="yunet", choices=DETECTORS,
+                     help="the face detector that cuts training faces")
+    fit.add_argument("--align", choices=("on", "off"),
+                     help="turn faces so the eyes are level (default: the task's crop)")
     fit.add_argument("--margin", type=float, help="crop margin around the detector's box (default: the task's crop)")
     pk = sub.add_parser("pack", help="write a task's preprocessed faces to one compact .npz to train from elsewhere")
     pk.add_argument("--task", required=True, choices=TASKS)

@@ -410,7 +410,7 @@ def _load_utk(path: Path, spec: FaceSpec, progress: ProgressFn | None = None) ->
         decoded.append((base, img, detect_face(img, spec.detector), labels, split))
     images = _crop_faces([d[1] for d in decoded], [d[2] for d in decoded], spec)
     ys, splits, meta = [], [], []
-    for base, img, box, (age, gender, race), split in decoded:
+    for base, _img, box, (age, gender, race), split in decoded:
         ys.append((age, gender))
         splits.append(split)
         meta.append((base, age, gender, race, box is not None))

@@ -108,7 +108,8 @@ def combine(cfg: EnsembleConfig) -> FitResult:
                                                      "class_names": first["class_names"]}), test)
     runs = merge_runs(training_runs(card) for card in cards)
     card = {
-        "task": cfg.task, "architecture": "+".join(dict.fromkeys(a for c in cards for a in c["architecture"].split("+"))),
+        "task": cfg.task,
+        "architecture": "+".join(dict.fromkeys(a for c in cards for a in c["architecture"].split("+"))),
         "ensemble": {"members": [{"model": p, "command": c.get("command"), "params": c.get("params")}
                                  for p, c in zip(cfg.models, cards)],
                      "mirror_average": cfg.flip},

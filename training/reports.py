@@ -203,7 +203,8 @@ def activation_check(task: str, card: dict, new: dict | None, active: dict | Non
         out["comparison"] = "No evaluation of this model is available."
         return out
     if old_value is None:
-        out["comparison"] = f"This model: {title} {new_value:.3f} on the {n} {split} images (no figure for {active_id})."
+        out["comparison"] = (f"This model: {title} {new_value:.3f} on the {n} {split} images "
+                             f"(no figure for {active_id}).")
     else:
         out["comparison"] = (f"On the same {n} {split} images: this model {title} {new_value:.3f}, "
                              f"{active_id} {old_value:.3f}.")

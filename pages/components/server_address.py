@@ -14,7 +14,8 @@ import streamlit as st
 DEFAULT_ADDRESS = "http://localhost:8501"
 START_COMMAND = "bash scripts/start.sh"
 STREAMLIT_RESTART = "streamlit run yourscript.py"
-STREAMLIT_QUESTION = "Is Streamlit still running? If you accidentally stopped Streamlit, just restart it in your terminal:"
+STREAMLIT_QUESTION = ("Is Streamlit still running? If you accidentally stopped Streamlit, "
+                      "just restart it in your terminal:")
 FACESENSE_QUESTION = "Is FaceSense still running? If it stopped, start it again in a terminal, in the FaceSense folder:"
 
 

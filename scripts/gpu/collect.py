@@ -1,7 +1,15 @@
 """Copy finished runs to $OUT without optimizer state, as tars of at most ~15 MiB."""
-import os, sys, tarfile, shutil, pathlib
+import os
+import pathlib
+import shutil
+import sys
+import tarfile
+
 import keras
-out = pathlib.Path(os.environ["OUT"]); src = pathlib.Path("runs/gpu"); tmp = pathlib.Path("/tmp/collect")
+
+out = pathlib.Path(os.environ["OUT"])
+src = pathlib.Path("runs/gpu")
+tmp = pathlib.Path("/tmp/collect")
 names = sys.argv[1:]
 for name in names:
     run = src / name
