@@ -6,6 +6,7 @@ import streamlit as st
 from core.config import TASKS
 from core.detection import yunet_available
 from core.registry import ModelRegistry
+from pages.components.login import require_login
 from pages.components.server_address import fix_disconnect_help
 from pages.components.server_tuning import keep_models_warm
 
@@ -64,6 +65,7 @@ pages = [
     st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
 ]
 navigation = st.navigation(pages)
+require_login()  # LAN: password first; nothing below (sidebar, page) runs before it
 sidebar_models()
 detector_warning()
 with st.sidebar:

@@ -37,7 +37,10 @@ from core.overlay import gender_text
 from core.store import SessionStore
 from core.webrtc_network import follow_server_address
 from pages.components.server_address import with_real_address
+from pages.components.login import require_login
 from pages.components.server_tuning import keep_models_warm
+
+require_login()  # a fresh server's first request may run this page without app.py
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,16 @@ import streamlit as st
 
 from core import session_charts as charts
 from core import session_stats as stats
+from core.access import allowed_media_path
 from core.config import EMOTIONS, app_paths
 from core.detection import DETECTOR_LABELS, DetectorSettings
 from core.disk import VIDEO_UPLOAD_MAX_AGE_S, prune
 from core.export import frames_csv_bytes, summary_csv_bytes
 from core.store import SessionStore
 from core.video_analysis import VIDEO_SUFFIXES, VideoError, VideoJob, default_analyzer, probe, start_video_job
+from pages.components.login import require_login
+
+require_login()  # a fresh server's first request may run this page without app.py
 
 ALL_FACES = "All faces"
 
@@ -223,6 +227,43 @@ def manage_tab(url: str, sessions: pd.DataFrame) -> None:
         if no.button("Cancel", key="confirm_delete_no"):
             st.session_state.pop("confirm_delete", None)
             st.rerun()
+    _delete_many(store, sessions)
+
+
+def _delete_many(store: SessionStore, sessions: pd.DataFrame) -> None:
+    """Erase several sessions in one action, for example every session of one participant."""
+    st.divider()
+    rows = sessions.set_index("id", drop=False)
+    chosen = st.multiselect("Delete several sessions (for example all of one participant)", sessions["id"].tolist(),
+                            key="delete_many", format_func=lambda i: _label(rows.loc[i]),
+                            help="Erases their results from the database for good; CSV files exported "
+                                 "earlier are not touched.")
+    if not chosen:
+        return
+    total = int(rows.loc[chosen, "row_count"].sum())
+    if st.button(f"Delete {len(chosen)} sessions…", key="delete_many_ask"):
+        st.session_state["confirm_delete_many"] = sorted(chosen)
+    if st.session_state.get("confirm_delete_many") != sorted(chosen):
+        return
+    st.warning(f"Delete {len(chosen)} sessions ({', '.join(f'#{i}' for i in sorted(chosen))}) and their "
+               f"{total:,} results? This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete them", type="primary", key="delete_many_yes"):
+        errors = []
+        for session_id in sorted(chosen):
+            try:
+                store.delete_session(int(session_id))
+            except (ValueError, KeyError) as exc:
+                errors.append(str(exc))
+        st.session_state.pop("confirm_delete_many", None)
+        st.session_state.pop("delete_many", None)
+        if errors:
+            st.error("Not deleted: " + "; ".join(errors))
+        else:
+            st.rerun()
+    if no.button("Cancel", key="delete_many_no"):
+        st.session_state.pop("confirm_delete_many", None)
+        st.rerun()
 
 
 def _save_upload(uploaded) -> Path:
@@ -255,7 +296,11 @@ def _start_analysis(url: str, uploaded, server_path: str, name: str, detector: D
             path, label = _save_upload(uploaded), uploaded.name
             cleanup = lambda: path.unlink(missing_ok=True)  # noqa: E731
         elif server_path.strip():
-            path, label = Path(server_path.strip()).expanduser(), None
+            try:  # only inside the configured media folders (FACESENSE_MEDIA_DIRS), after resolving links and ..
+                path, label = allowed_media_path(server_path, str(st.get_option("server.address") or "")), None
+            except ValueError as exc:
+                st.error(str(exc))
+                return False
         else:
             st.warning(f"No video to analyse: upload a video file (up to {_upload_limit_mb():,} MB) or type a "
                        "path on this server.")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.access import allowed_media_path
 from core.config import TASKS
 from core.registry import ModelRegistry
 from pages.components import training_views as views
@@ -20,6 +21,9 @@ from training import reports
 from training.builders import ARCHITECTURES, PRECISIONS, cpu_has_bfloat16, recipe
 from training.data import inspect
 from training.jobs import (SUCCEEDED, UPLOAD_SUFFIXES, JobBusy, JobError, JobManager, TrainOptions)
+from pages.components.login import require_login
+
+require_login()  # a fresh server's first request may run this page without app.py
 
 POLL_SECONDS = 2.0
 DATA_HINTS = {
@@ -116,11 +120,15 @@ def data_section(manager: JobManager):
         typed = st.text_input("Path on this server (file or folder)", key="data_path",
                               placeholder="/data/fer2013.csv or /data/UTKFace.tar")
         if typed.strip():
-            candidate = Path(typed.strip()).expanduser()
-            if candidate.exists():
-                path = str(candidate.resolve())
+            try:  # only inside the configured media folders (FACESENSE_MEDIA_DIRS), after resolving links and ..
+                candidate = allowed_media_path(typed, str(st.get_option("server.address") or ""))
+            except ValueError as exc:
+                st.error(str(exc))
             else:
-                st.error(f"Not found on the server: {candidate}")
+                if candidate.exists():
+                    path = str(candidate)
+                else:
+                    st.error(f"Not found on the server: {typed.strip()}")
     else:
         uploaded = st.file_uploader(f"Upload ({', '.join(UPLOAD_SUFFIXES[task])})", key=f"upload_{task}")
         if uploaded is not None:

@@ -72,18 +72,19 @@ def video_to_y4m(video: Path, out: Path, max_seconds: float = 10.0, fps: float |
 
 @contextmanager
 def streamlit_server(home: Path, timeout_s: float = 120.0, env: dict | None = None,
-                     on_start=None) -> Iterator[str]:
+                     on_start=None, extra_args: tuple[str, ...] = (), host: str = "localhost") -> Iterator[str]:
     """A FaceSense server on a free port; yields its URL and stops it afterwards.
 
     ``env``: extra environment variables; ``on_start(proc)``: called with the server's
-    ``subprocess.Popen`` once it answers (benchmarks read its CPU time)."""
+    ``subprocess.Popen`` once it answers (benchmarks read its CPU time); ``extra_args``: more
+    ``streamlit run`` options (``--server.address 0.0.0.0``); ``host``: the URL's host name."""
     port = free_port()
     env = {**os.environ, "FACESENSE_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-           "--server.headless", "true"]
+           "--server.headless", "true", *extra_args]
     log = open(home / "streamlit.log", "w")  # noqa: SIM115  (closed below)
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
+    url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + timeout_s
         while True:

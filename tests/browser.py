@@ -57,10 +57,12 @@ def fake_camera(video: Path, out_dir: Path, seconds: float = 4.0, fps: float = 1
 
 @contextmanager
 def facesense_server(home: Path, timeout_s: float = 180.0, env: dict | None = None,
-                     on_start=None) -> Iterator[str]:
+                     on_start=None, extra_args: tuple[str, ...] = (), host: str = "localhost") -> Iterator[str]:
     """``streamlit run app.py`` on a free port with ``FACESENSE_HOME=home``; yields its URL.
-    ``on_start(proc)`` gets the server's process once it answers."""
-    with streamlit_server(Path(home), timeout_s=timeout_s, env=env, on_start=on_start) as url:
+    ``on_start(proc)`` gets the server's process once it answers; ``extra_args`` are more
+    ``streamlit run`` options, ``host`` the URL's host name."""
+    with streamlit_server(Path(home), timeout_s=timeout_s, env=env, on_start=on_start,
+                          extra_args=extra_args, host=host) as url:
         yield url
 
 

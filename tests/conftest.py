@@ -36,4 +36,9 @@ def facesense_home(tmp_path_factory, monkeypatch) -> Path:
     home = tmp_path_factory.mktemp("facesense_home")
     monkeypatch.setenv("FACESENSE_HOME", str(home))
     monkeypatch.delenv("FACESENSE_DB_URL", raising=False)
+    # Server paths typed in the pages must lie in a media folder (core/access.py): the tests' files
+    # are in pytest's temp folder and ../shared, not the user's home.
+    monkeypatch.setenv("FACESENSE_MEDIA_DIRS", os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(SHARED_DIR)]))
+    for name in ("FACESENSE_PASSWORD_HASH", "FACESENSE_REQUIRE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
     return home
