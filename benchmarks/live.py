@@ -39,10 +39,10 @@ from tests.browser import (
     chromiums,
     open_page,
     panel_metrics,
-    playback_quality,
     press_webrtc_button,
     wait_until,
     webrtc_frame,
+    webrtc_video_state,
 )
 
 DEFAULT_VIDEO = Path(__file__).resolve().parent.parent.parent / "shared" / "video" / "multi_face_640x480.avi"
@@ -90,7 +90,7 @@ def run(video: Path, users: int, seconds: float, fps: float, warmup_s: float, ma
                 for page in pages:
                     t0 = time.monotonic()
                     press_webrtc_button(page, "START")
-                    wait_until(lambda p=page: (q := playback_quality(p)) and q["width"] > 0 and q["time"] > 0,
+                    wait_until(lambda p=page: (q := webrtc_video_state(p)) and q["width"] > 0 and q["time"] > 0,
                                180, "video back from the server")
                     start_s.append(time.monotonic() - t0)
                 for page in pages:
@@ -98,7 +98,7 @@ def run(video: Path, users: int, seconds: float, fps: float, warmup_s: float, ma
                 sessions = [wait_until(lambda p=page: _session_id(p), 120, "the panel's recording line")
                             for page in pages]
                 time.sleep(warmup_s)
-                q0 = [playback_quality(p) for p in pages]
+                q0 = [webrtc_video_state(p) for p in pages]
                 cpu0, m0, t0, w0 = process_cpu_s(server["pid"]), machine_cpu_s(), time.monotonic(), time.time()
                 updates: list[list[float]] = [[] for _ in pages]
                 last_frames: list[str | None] = [None for _ in pages]
@@ -113,7 +113,7 @@ def run(video: Path, users: int, seconds: float, fps: float, warmup_s: float, ma
                         lags[i] = _number(metrics.get("Overlay lag")) or lags[i]
                         panel_video[i] = _number(metrics.get("Video")) or panel_video[i]
                     time.sleep(0.25)
-                q1 = [playback_quality(p) for p in pages]
+                q1 = [webrtc_video_state(p) for p in pages]
                 cpu1, m1, t1, w1 = process_cpu_s(server["pid"]), machine_cpu_s(), time.monotonic(), time.time()
                 stop_s = []
                 for page, session_id in zip(pages, sessions):

@@ -178,26 +178,15 @@ def press_webrtc_button(page, name: str, timeout_s: float = 120.0) -> None:
 
 
 def webrtc_video_state(page) -> dict:
-    """Size, play position and readiness of the component's <video> (empty before it exists)."""
-    video = webrtc_frame(page).locator("video")
-    if video.count() == 0:
-        return {}
-    return video.first.evaluate(
-        "v => ({width: v.videoWidth, height: v.videoHeight, time: v.currentTime, ready: v.readyState,"
-        " paused: v.paused})"
-    )
-
-
-def playback_quality(page) -> dict:
-    """The player's ``getVideoPlaybackQuality()`` (frames the browser received and dropped) and
-    its play position; empty before the <video> exists."""
+    """The component's <video>: size, play position, readiness, and ``getVideoPlaybackQuality()``
+    (frames the browser received, ``total``, and ``dropped``); empty before the <video> exists."""
     video = webrtc_frame(page).locator("video")
     if video.count() == 0:
         return {}
     return video.first.evaluate(
         "v => { const q = v.getVideoPlaybackQuality();"
-        " return {total: q.totalVideoFrames, dropped: q.droppedVideoFrames, time: v.currentTime,"
-        " width: v.videoWidth}; }"
+        " return {width: v.videoWidth, height: v.videoHeight, time: v.currentTime, ready: v.readyState,"
+        " paused: v.paused, total: q.totalVideoFrames, dropped: q.droppedVideoFrames}; }"
     )
 
 

@@ -27,7 +27,6 @@ from tests.browser import (
     image_spread,
     open_page,
     panel_metrics,
-    playback_quality,
     press_webrtc_button,
     require_browser,
     udp_local_addresses,
@@ -137,7 +136,7 @@ def test_two_users_at_once_each_record_their_own_faces(server, tmp_path):
             press_webrtc_button(page, "START")
         started = time.time()
         for page in pages:
-            wait_until(lambda p=page: (q := playback_quality(p)) and q["width"] > 0 and q["time"] > 1,
+            wait_until(lambda p=page: (q := webrtc_video_state(p)) and q["width"] > 0 and q["time"] > 1,
                        FRAMES_TIMEOUT_S, "video back from the server in both tabs")
             webrtc_frame(page).locator("video").first.scroll_into_view_if_needed()
 
@@ -158,7 +157,7 @@ def test_two_users_at_once_each_record_their_own_faces(server, tmp_path):
                     seen[i].append(value)
             time.sleep(0.3)
         assert all(len(values) >= 3 for values in seen), seen
-        quality = [playback_quality(p) for p in pages]
+        quality = [webrtc_video_state(p) for p in pages]
         for page in pages:
             press_webrtc_button(page, "STOP")
         ids = [int(s["id"]) for s in ours]
