@@ -56,8 +56,10 @@ def _session(models, store, **kwargs) -> LiveSession:
 
 
 def test_the_callback_returns_at_once_while_a_slow_model_runs(active_models, frames):
-    """30 fps in, a 0.25 s model: every frame comes back within a few ms, analysis takes the
-    newest frame it can, and only analysed frames are recorded, with their capture times."""
+    """30 fps in, a 0.25 s model: no frame waits for the model (a submit that did would take
+    >= 0.25 s; how fast the callback is on an idle machine is benchmarks.live's to print),
+    analysis takes the newest frame it can, and only analysed frames are recorded, with their
+    capture times."""
     slow = {task: SlowModel(model, MODEL_DELAY_S if task == "emotion" else 0.0)
             for task, model in active_models.get().items()}
     store = SessionStore()
@@ -78,7 +80,7 @@ def test_the_callback_returns_at_once_while_a_slow_model_runs(active_models, fra
             drawn += 1
     assert live.wait_idle(10)
     print(f"submit median {np.median(returned_ms):.2f} ms, max {max(returned_ms):.2f} ms")
-    assert np.median(returned_ms) < 5 and max(returned_ms) < 40, returned_ms
+    assert max(returned_ms) < MODEL_DELAY_S * 1000 / 2, returned_ms  # never waited for a prediction
     stats = live.channel.snapshot()
     analysed = stats.frames
     assert 2 <= analysed <= 2.0 / MODEL_DELAY_S + 2     # the model's pace, not the camera's
