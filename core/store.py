@@ -32,7 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.config import app_paths
-from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS, POSE_COLUMNS, SOURCES, ensure_schema, results, sessions
+from core.store_schema import (BOX_COLUMNS, EMOTION_COLUMNS, POSE_COLUMNS, SOURCES, ensure_schema, markers, results,
+                               sessions)
 
 if TYPE_CHECKING:  # the analyzer pulls in the models; the store only needs the shape of a result
     from core.analyzer import FrameResult
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
 SESSION_COLUMNS = (
     "id", "name", "source", "source_path", "started_at", "ended_at", "status", "ended_abnormally",
     "duration_s", "frame_count", "face_frame_count", "row_count", "settings", "model_versions",
+    "participant", "tags", "batch", "source_hash", "baseline",
 )
+MARKER_COLUMNS = ("id", "session_id", "timestamp", "label")
+_UNSET: Any = object()  # "leave as it is" for update_session
 FLOAT_RESULT_COLUMNS = ("timestamp", *EMOTION_COLUMNS, "age", "p_female", "detector_confidence", *POSE_COLUMNS)
 RESULT_COLUMNS = ("session_id", "timestamp", "frame_index", "face_id", *BOX_COLUMNS, *EMOTION_COLUMNS,
                   "dominant_emotion", "age", "p_female", "detector_confidence", *POSE_COLUMNS)
@@ -93,6 +97,12 @@ def _finite(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _label(value: str | None) -> str | None:
+    """A typed label trimmed, at most 200 characters; empty means none."""
+    value = (value or "").strip()
+    return value[:200] or None
 
 
 def _epoch(value: datetime) -> float:
@@ -334,8 +344,14 @@ class SessionStore:
     # -- writing -------------------------------------------------------------------------
 
     def start_session(self, name: str, source: str, settings: dict, model_versions: dict,
-                      started_at: datetime | None = None, source_path: str | None = None) -> int:
-        """Create a session (``source``: "webcam" or "video") and return its id."""
+                      started_at: datetime | None = None, source_path: str | None = None, *,
+                      participant: str | None = None, tags: dict[str, str] | None = None,
+                      batch: str | None = None, source_hash: str | None = None) -> int:
+        """Create a session (``source``: "webcam" or "video") and return its id.
+
+        ``participant``, ``tags`` (``{"condition": "A"}``) and ``batch`` say where it belongs
+        in a study; ``source_hash`` identifies a video file by content (batch resume).
+        """
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         started_at = started_at or datetime.now(timezone.utc)
@@ -345,7 +361,8 @@ class SessionStore:
                 sa.insert(sessions).values(
                     name=name[:200], source=source, source_path=source_path, started_at=started_at,
                     settings=_jsonable(settings or {}), model_versions=_jsonable(model_versions or {}),
-                    heartbeat_at=time.time(),
+                    heartbeat_at=time.time(), participant=_label(participant), tags=_jsonable(dict(tags or {})),
+                    batch=_label(batch), source_hash=source_hash,
                 ).returning(sessions.c.id)
             ).scalar_one()
         with _live_lock:
@@ -411,12 +428,74 @@ class SessionStore:
                                 .values(name=name[:200])).rowcount:
                 raise KeyError(f"no session {session_id}")
 
+    def update_session(self, session_id: int, *, participant: str | None = _UNSET,
+                       tags: dict[str, str] | None = _UNSET, baseline: dict | None = _UNSET) -> None:
+        """Set a session's participant, tags or baseline (any time: before, during or after recording).
+
+        An argument left out is kept; ``None`` clears it.
+        """
+        values: dict[str, Any] = {}
+        if participant is not _UNSET:
+            values["participant"] = _label(participant)
+        if tags is not _UNSET:
+            values["tags"] = _jsonable(dict(tags or {}))
+        if baseline is not _UNSET:
+            values["baseline"] = None if baseline is None else _jsonable(baseline)
+        if not values:
+            return
+        with self.engine.begin() as conn:
+            if not conn.execute(sa.update(sessions).where(sessions.c.id == session_id).values(**values)).rowcount:
+                raise KeyError(f"no session {session_id}")
+
+    # -- markers -------------------------------------------------------------------------
+
+    def add_marker(self, session_id: int, label: str, timestamp: float | None = None) -> int:
+        """Store an event marker now, in its own transaction (a kill right after keeps it); its id."""
+        label = (label or "").strip()
+        if not label:
+            raise ValueError("a marker needs a label")
+        stamp = time.time() if timestamp is None else float(timestamp)
+        if not math.isfinite(stamp):
+            raise ValueError(f"marker time must be a finite number, not {timestamp!r}")
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id)).first() is None:
+                raise KeyError(f"no session {session_id}")
+            return conn.execute(sa.insert(markers).values(session_id=session_id, timestamp=stamp, label=label[:200])
+                                .returning(markers.c.id)).scalar_one()
+
+    def markers(self, session_id: int) -> pd.DataFrame:
+        """The session's markers in time order (columns ``MARKER_COLUMNS``)."""
+        query = (sa.select(*(markers.c[name] for name in MARKER_COLUMNS)).where(markers.c.session_id == session_id)
+                 .order_by(markers.c.timestamp, markers.c.id))
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+        return frame.astype({"timestamp": float})
+
+    def update_marker(self, marker_id: int, *, label: str | None = None, timestamp: float | None = None) -> None:
+        values: dict[str, Any] = {}
+        if label is not None:
+            if not label.strip():
+                raise ValueError("a marker needs a label")
+            values["label"] = label.strip()[:200]
+        if timestamp is not None:
+            values["timestamp"] = float(timestamp)
+        if values:
+            with self.engine.begin() as conn:
+                if not conn.execute(sa.update(markers).where(markers.c.id == marker_id).values(**values)).rowcount:
+                    raise KeyError(f"no marker {marker_id}")
+
+    def delete_marker(self, marker_id: int) -> None:
+        with self.engine.begin() as conn:
+            if not conn.execute(sa.delete(markers).where(markers.c.id == marker_id)).rowcount:
+                raise KeyError(f"no marker {marker_id}")
+
     def delete_session(self, session_id: int) -> None:
-        """Delete a session and all its results (refused while it is recording here)."""
+        """Delete a session with its results and markers (refused while it is recording here)."""
         if self._writers_of(session_id):
             raise ValueError(f"session {session_id} is still recording; stop it first")
         with self.engine.begin() as conn:
             conn.execute(sa.delete(results).where(results.c.session_id == session_id))
+            conn.execute(sa.delete(markers).where(markers.c.session_id == session_id))
             if not conn.execute(sa.delete(sessions).where(sessions.c.id == session_id)).rowcount:
                 raise KeyError(f"no session {session_id}")
         with _live_lock:
@@ -434,6 +513,7 @@ class SessionStore:
 
     @staticmethod
     def _describe(row: dict) -> dict:
+        row["tags"] = row.get("tags") or {}  # sessions from before tags: none
         if row["ended_at"] is None:
             row["status"] = "recording"
             end = _from_epoch(row["last_frame_at"]) if row["last_frame_at"] is not None else row["started_at"]

@@ -75,6 +75,12 @@ sessions = sa.Table(
     sa.Column("row_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_frame_at", sa.Double, nullable=True),  # epoch s of the newest frame written
     sa.Column("heartbeat_at", sa.Double, nullable=True),  # epoch s the owning writer last checked in
+    # added for studies; NULL in sessions written before
+    sa.Column("participant", sa.String(200), nullable=True),  # who was recorded (a label, e.g. "P07")
+    sa.Column("tags", sa.JSON, nullable=True),  # free key=value labels, e.g. {"condition": "A"}
+    sa.Column("batch", sa.String(200), nullable=True),  # the batch run (core.batch) the session came from
+    sa.Column("source_hash", sa.String(64), nullable=True),  # SHA-256 of the video file's content
+    sa.Column("baseline", sa.JSON, nullable=True),  # the neutral baseline chosen (core.study)
     sa.CheckConstraint("source IN ('webcam', 'video')", name="ck_sessions_source"),
 )
 
@@ -95,6 +101,16 @@ results = sa.Table(
     sa.Column("detector_confidence", sa.Float, nullable=True),
     *(sa.Column(name, sa.Float, nullable=True) for name in POSE_COLUMNS),
     sa.Index("ix_frame_results_session_time", "session_id", "timestamp"),
+)
+
+markers = sa.Table(
+    "markers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("timestamp", sa.Double, nullable=False),  # UTC seconds since the epoch, like frame_results
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Index("ix_markers_session_time", "session_id", "timestamp"),
 )
 
 # version -> step that brings a database from version-1 to version (beyond additive changes).

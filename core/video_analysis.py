@@ -16,6 +16,7 @@ CLI::
 import core  # noqa: F401  (first: safe native-library import order)
 
 import argparse
+import hashlib
 import logging
 import os
 import threading
@@ -29,7 +30,9 @@ import av
 import numpy as np
 
 from core.detection import DETECTORS, detector_notice
+from core.markers import MarkerFileError, read_markers_csv
 from core.store import SessionStore
+from core.tags import TagError, parse_tags
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,15 @@ def probe(path: str | Path, name: str | None = None) -> VideoInfo:
             from exc
 
 
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content: the same recording under another name or folder is the same file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def iter_frames(info: VideoInfo) -> Iterator[tuple[float, np.ndarray]]:
     """(position in seconds from the first frame, BGR frame) for every decodable frame;
     :class:`VideoError` on corruption."""
@@ -157,13 +169,18 @@ def offline_settings(settings):
 
 def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None, *, name: str | None = None,
                   source_label: str | None = None, extra_settings: dict | None = None,
-                  progress: Progress | None = None, cancel: threading.Event | None = None) -> VideoAnalysis:
+                  progress: Progress | None = None, cancel: threading.Event | None = None,
+                  participant: str | None = None, tags: dict[str, str] | None = None,
+                  markers: list[tuple[float, str]] | None = None, batch: str | None = None,
+                  source_hash: str | None = None) -> VideoAnalysis:
     """Run every frame of ``path`` through ``analyzer`` (a :class:`core.analyzer.FrameAnalyzer`,
     switched to :func:`offline_settings`) into a new "video" session and return what happened.
 
     ``progress(fraction)`` is called about every 1% of the file; setting ``cancel``
     stops at the next frame and deletes the session. ``source_label`` replaces the
-    stored path (an upload's original name instead of its temp file).
+    stored path (an upload's original name instead of its temp file). ``participant``,
+    ``tags``, ``batch`` and ``markers`` (``(seconds into the video, label)``) are stored with
+    the session; ``source_hash`` is the file's content hash (computed here when not given).
     """
     info = probe(path, Path(source_label).name if source_label else None)
     store = store or SessionStore()
@@ -175,7 +192,11 @@ def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None,
     settings = {"analyzer": offline_settings(analyzer.settings).to_dict(), "video": video, **(extra_settings or {})}
     name = name or shown.stem
     session_id = store.start_session(name, "video", settings, analyzer.model_versions(),
-                                     started_at=started_at, source_path=source_label or str(info.path))
+                                     started_at=started_at, source_path=source_label or str(info.path),
+                                     participant=participant, tags=tags, batch=batch,
+                                     source_hash=source_hash or file_hash(info.path))
+    for seconds, label in markers or ():
+        store.add_marker(session_id, label, origin + seconds)
     analyzer.reset()
     frames = failed = faces = empty = 0
     last_position = 0.0
@@ -354,11 +375,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="SQLAlchemy URL (default: FACESENSE_DB_URL or the SQLite file in FACESENSE_HOME)")
     parser.add_argument("--detector", default="yunet", choices=DETECTORS,
                         help="face detector: yunet (CNN, default) or haar (OpenCV's cascade)")
+    parser.add_argument("--participant", help="participant label stored with the session (e.g. P07)")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                        help="a tag stored with the session, e.g. --tag condition=A (repeat for several)")
+    parser.add_argument("--markers", metavar="CSV", help="event markers file with the columns time_s,label")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         info = probe(args.path)
-    except VideoError as exc:
+        tags = parse_tags(args.tag)
+        markers = read_markers_csv(args.markers) if args.markers else []
+    except (VideoError, TagError, MarkerFileError) as exc:
         print(f"error: {exc}")
         return 2
     print(f"{info.path.name}: {info.width}x{info.height} {info.codec}, {info.fps:.2f} fps, "
@@ -371,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"models loaded in {time.perf_counter() - t0:.1f} s: {analyzer.model_versions()}")
     store = SessionStore(args.db)
     try:
-        run = analyze_video(info.path, analyzer, store, name=args.name)
+        run = analyze_video(info.path, analyzer, store, name=args.name, participant=args.participant, tags=tags,
+                            markers=markers)
     except VideoError as exc:
         print(f"error: {exc}")
         return 2

@@ -318,6 +318,30 @@ def test_bad_arguments(db_url):
     assert store.get_session(sid)["name"].startswith("webcam ")
 
 
+def test_participant_tags_and_markers_are_stored_edited_and_deleted_with_the_session(db_url):
+    store = SessionStore(db_url)
+    sid = store.start_session("P07 screen test", "webcam", {}, {}, participant=" P07 ", tags={"condition": "A"})
+    described = store.get_session(sid)
+    assert (described["participant"], described["tags"], described["batch"]) == ("P07", {"condition": "A"}, None)
+    first = store.add_marker(sid, "screen 1", 1767225600.0)
+    store.add_marker(sid, "instructions", 1767225590.0)
+    assert list(store.markers(sid)["label"]) == ["instructions", "screen 1"]   # in time order
+    store.update_marker(first, label="screen 1 (login)", timestamp=1767225601.5)
+    row = store.markers(sid).set_index("id").loc[first]
+    assert (row["label"], row["timestamp"]) == ("screen 1 (login)", 1767225601.5)
+    store.update_session(sid, tags={"condition": "B", "site": "lab"}, baseline={"kind": "first_s", "seconds": 5})
+    listed = store.list_sessions().set_index("id").loc[sid]
+    assert listed["tags"] == {"condition": "B", "site": "lab"} and listed["participant"] == "P07"
+    assert listed["baseline"] == {"kind": "first_s", "seconds": 5}
+    with pytest.raises(ValueError):
+        store.add_marker(sid, "  ")
+    with pytest.raises(KeyError):
+        store.add_marker(sid + 99, "nobody's")
+    store.end_session(sid)
+    store.delete_session(sid)
+    assert store.markers(sid).empty
+
+
 def test_old_schema_is_upgraded(db_url):
     SessionStore(db_url).dispose()
     engine = sa.create_engine(db_url)
