@@ -28,6 +28,7 @@ from core.config import EMOTIONS, TASKS
 from core.detection import Detection, DetectorSettings, FaceDetector, effective_settings, make_detector
 from core.overlay import draw_faces
 from core.pose import head_pose
+from core.results import FaceResult, FrameResult  # noqa: F401  (part of this module's API)
 from core.preprocess import Box
 from core.smoothing import FaceSmoother
 from core.tracking import FaceTracker, Track, TrackingSettings, iou, merge_overlapping
@@ -50,30 +51,6 @@ class AnalyzerSettings:
         data["tasks"] = list(self.tasks)
         data["detector"] = effective_settings(self.detector).to_dict()
         return data
-
-
-@dataclass
-class FaceResult:
-    face_id: int                          # stable while the person stays in view
-    box: tuple[int, int, int, int]        # x, y, w, h in frame pixels
-    emotion_probs: np.ndarray | None      # (7,) smoothed, EMOTIONS order; None if emotion model off
-    emotion: str | None                   # argmax name
-    age: float | None                     # years, smoothed
-    gender: float | None                  # P(female) in [0,1], smoothed
-    detector_confidence: float | None = None  # the detector's, 0-1, this frame (None: Haar gives none)
-    pose: tuple[float, float, float] | None = None  # yaw, pitch, roll in degrees (None: no landmarks)
-
-
-@dataclass
-class FrameResult:
-    frame_index: int
-    timestamp: float                      # seconds since the epoch (video files: session start + position)
-    faces: list[FaceResult]
-    timings_ms: dict[str, float]          # per stage: detect, track, preprocess, emotion, age, gender, draw,
-    #                                       total (this frame's path); scan: a background full scan that
-    #                                       finished since the last frame (ran in parallel, not in total)
-    error: str | None = None              # set when the frame failed to process (frame skipped, not fatal)
-    held: list[FaceResult] = field(default_factory=list)  # tracked faces missed this frame: drawn, not analysed
 
 
 STABLE_TASKS = ("age", "gender")  # a person's own attributes: constant while they stay in view

@@ -14,12 +14,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from core.analyzer import FrameResult
+from core.results import FrameResult
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ class LiveChannel:
             self._video_frames += 1
             self._video_updated_at = time.time()
 
-    def publish(self, result: "FrameResult", delay_s: float | None = None) -> None:
+    def publish(self, result: FrameResult, delay_s: float | None = None) -> None:
         """Called once per analysed frame; ``delay_s``: from its capture to this call."""
         now = time.monotonic()
         with self._lock:

@@ -35,7 +35,8 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
-from core.analyzer import AnalyzerSettings, FrameAnalyzer, FrameResult
+from core.analyzer import AnalyzerSettings, FrameAnalyzer
+from core.results import FrameResult
 from core.live_channel import LiveChannel
 from core.overlay import MovingOverlay, draw_faces
 from core.store import SessionStore, SessionWriter

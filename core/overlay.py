@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from core.analyzer import FaceResult
+from core.results import FaceResult
 
 # Distinct, readable BGR colours (Tableau 10), cycled by face ID.
 PALETTE = (
@@ -36,7 +35,7 @@ def face_color(face_id: int) -> tuple[int, int, int]:
     return PALETTE[(face_id - 1) % len(PALETTE)]
 
 
-def face_label_lines(face: "FaceResult") -> list[str]:
+def face_label_lines(face: FaceResult) -> list[str]:
     """Text shown above a face, e.g. ``['#2 happy 87%', '31 y  F 82%']``."""
     first = f"#{face.face_id}"
     if face.emotion is not None and face.emotion_probs is not None:
@@ -72,7 +71,7 @@ def _draw_label(frame: np.ndarray, lines: list[str], x: int, y: int, bottom: int
                     (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def draw_faces(frame: np.ndarray, faces: Iterable["FaceResult"], held: Iterable["FaceResult"] = (),
+def draw_faces(frame: np.ndarray, faces: Iterable[FaceResult], held: Iterable[FaceResult] = (),
                style: OverlayStyle | None = None) -> np.ndarray:
     """Draw boxes and labels onto ``frame`` in place and return it."""
     style = style or OverlayStyle()

@@ -25,18 +25,17 @@ import time
 import weakref
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.config import app_paths
+from core.results import FrameResult
 from core.store_schema import (BOX_COLUMNS, EMOTION_COLUMNS, POSE_COLUMNS, SOURCES, ensure_schema, markers, results,
                                sessions)
 
-if TYPE_CHECKING:  # the analyzer pulls in the models; the store only needs the shape of a result
-    from core.analyzer import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ def _from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=timezone.utc)
 
 
-def result_rows(session_id: int, result: "FrameResult") -> list[dict]:
+def result_rows(session_id: int, result: FrameResult) -> list[dict]:
     """One database row per face of a :class:`~core.analyzer.FrameResult`."""
     rows = []
     for face in result.faces:
@@ -180,7 +179,7 @@ class SessionWriter:
         self._thread.start()
         _open_writers.add(self)
 
-    def add(self, result: "FrameResult") -> None:
+    def add(self, result: FrameResult) -> None:
         """Queue one frame's result; never blocks, never touches the database."""
         if self._closed:
             raise RuntimeError(f"writer of session {self.session_id} is closed")

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from core.analyzer import FaceResult, FrameResult
+from core.results import FaceResult, FrameResult
 from core.config import EMOTIONS
 from core.store import SessionStore
 

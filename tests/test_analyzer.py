@@ -303,7 +303,7 @@ def test_live_session_loads_a_newly_activated_model_off_the_video_thread(tmp_pat
 
 
 def test_overlay_labels():
-    from core.analyzer import FaceResult
+    from core.results import FaceResult
     from core.overlay import face_label_lines
 
     probs = np.full(len(EMOTIONS), 0.13 / 6, np.float32)
@@ -315,7 +315,7 @@ def test_overlay_labels():
 
 
 def test_live_channel_rates_over_recent_frames():
-    from core.analyzer import FrameResult
+    from core.results import FrameResult
     from core.live_channel import LiveChannel
 
     channel = LiveChannel(window_s=10.0, window_frames=5)

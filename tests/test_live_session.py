@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from core.analyzer import FaceResult, FrameResult
+from core.results import FaceResult, FrameResult
 from core.live_session import FairGate, FrameMailbox, LiveSession, StreamSlots, max_streams_from_env
 from core.models import ActiveModels
 from core.overlay import MovingOverlay

@@ -178,7 +178,7 @@ class FakeAnalyzer:
         self.index = 0
 
     def analyze(self, image, timestamp=None):
-        from core.analyzer import FaceResult, FrameResult
+        from core.results import FaceResult, FrameResult
 
         time.sleep(self.delay_s)
         self.index += 1

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from core.analyzer import FaceResult, FrameResult
+from core.results import FaceResult, FrameResult
 from core.config import EMOTIONS
 from core.store import RESULT_COLUMNS, SESSION_COLUMNS, SessionStore
 from core.store_schema import SCHEMA_VERSION
