@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.results import FrameResult
+from core.study import valence_of
+
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class FaceStatus:
     detector_confidence: float | None = None  # the face detector's score, 0-1 (None: Haar gives none)
     pose: tuple[float, float, float] | None = None  # yaw, pitch, roll in degrees (None: no landmarks)
     analysed_fps: float = 0.0  # analysed frames per second that contained this face (recent frames)
+    valence: float | None = None  # p_happy - max(p_angry, p_disgust, p_fear, p_sad) of the smoothed probs
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class LiveStats:
     delay_ms: float = 0.0           # median time from a frame's capture to its analysis being ready
     delay_p95_ms: float = 0.0
     video_updated_at: float | None = None  # time.time() of the last video frame
+    valence_history: tuple[tuple[float, int, float], ...] = ()  # (time.time(), face id, valence), last minute
 
     @property
     def analysed_fps(self) -> float:
@@ -78,8 +82,10 @@ class LiveChannel:
     ``window_frames`` analysed frames (``video_window_frames`` video frames) of at most
     ``window_s`` seconds (a slow stream still shows its true, low rate instead of 0)."""
 
-    def __init__(self, window_s: float = 10.0, window_frames: int = 60, video_window_frames: int = 150) -> None:
+    def __init__(self, window_s: float = 10.0, window_frames: int = 60, video_window_frames: int = 150,
+                 valence_window_s: float = 60.0) -> None:
         self.window_s = window_s
+        self.valence_window_s = valence_window_s
         self.window_frames = window_frames
         self.video_window_frames = video_window_frames
         self._lock = threading.Lock()
@@ -100,6 +106,7 @@ class LiveChannel:
             self._lags: deque[float] = deque()
             self._video_frames = 0
             self._video_updated_at: float | None = None
+            self._valence: deque[tuple[float, int, float]] = deque()
 
     def _trim(self, times: deque, now: float, limit: int, *paired: deque) -> None:
         while times and (now - times[0] > self.window_s or len(times) > limit):
@@ -143,9 +150,14 @@ class LiveChannel:
                         f.age, f.gender,
                         getattr(f, "detector_confidence", None), getattr(f, "pose", None),
                         _rate(self._face_times.get(f.face_id, ())),
+                        valence_of(f.emotion_probs),
                     )
                     for f in result.faces
                 )
+                stamp = time.time()
+                self._valence.extend((stamp, f.face_id, f.valence) for f in self._faces if f.valence is not None)
+                while self._valence and stamp - self._valence[0][0] > self.valence_window_s:
+                    self._valence.popleft()
             else:
                 self._failed += 1
                 self._last_error = result.error
@@ -174,4 +186,5 @@ class LiveChannel:
                 delay_ms=delay[0],
                 delay_p95_ms=delay[1],
                 video_updated_at=self._video_updated_at,
+                valence_history=tuple(self._valence),
             )

@@ -302,6 +302,8 @@ class LiveSession:
         self.session_id: int | None = None       # the session being recorded, if any
         self.last_session_id: int | None = None  # the most recent session (recording or ended)
         self.recording_error: str | None = None
+        self.participant: str | None = None      # stored with each session this tab records
+        self.tags: dict[str, str] = {}
 
     # -- page thread ----------------------------------------------------------------
     def update_settings(self, settings: AnalyzerSettings) -> None:
@@ -320,6 +322,27 @@ class LiveSession:
         self.analyzer.update_models(self._active.get())
         log.info("live models swapped: %s", self.analyzer.model_versions())
         return True
+
+    def set_study(self, participant: str | None, tags: dict[str, str]) -> None:
+        """Participant and tags for the sessions this tab records; a session recording now is updated too."""
+        participant = (participant or "").strip() or None
+        if (participant, tags) == (self.participant, self.tags):
+            return
+        self.participant, self.tags = participant, dict(tags)
+        session_id = self.session_id
+        if session_id is not None:
+            self._get_store().update_session(session_id, participant=participant, tags=self.tags)
+
+    def add_marker(self, label: str) -> int:
+        """Store an event marker for the session recording now, at once (a kill right after keeps it).
+
+        Raises ``RuntimeError`` when nothing is being recorded, ``ValueError`` for an empty label.
+        """
+        session_id = self.session_id
+        if session_id is None:
+            raise RuntimeError("not recording yet: a marker needs a running session (press START and wait for "
+                               "the first frames)")
+        return self._get_store().add_marker(session_id, label)
 
     def stop_soon(self) -> None:
         """:meth:`stop` on a short-lived thread: for callers that must not block (WebRTC's loop)."""
@@ -451,6 +474,7 @@ class LiveSession:
             session_id = store.start_session(
                 name=f"Live {datetime.now():%Y-%m-%d %H:%M:%S}", source=self.source,
                 settings=settings.to_dict(), model_versions=self.analyzer.model_versions(),
+                participant=self.participant, tags=self.tags,
             )
             self._writer = store.writer(session_id)
         except Exception as exc:  # noqa: BLE001

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from core.config import EMOTIONS
 from core.store import SessionStore
 from core.store_schema import EMOTION_COLUMNS, results
+from core.study import valence_sql
 
 GENDERS = ("female", "male")
 FEMALE_THRESHOLD = 0.5  # p_female at or above this counts as "female" in shares
@@ -177,12 +179,12 @@ def emotion_timeline(store: SessionStore, session_id: int, face_id: int | None =
     """Mean emotion probabilities per time bucket, at most ``max_points`` buckets.
 
     Columns: t_s (bucket centre, seconds since ``start``, default :func:`origin`), one
-    column per emotion, observations. Buckets without faces are absent (gaps stay
-    gaps). ``attrs["bucket_s"]`` is the bucket width.
+    column per emotion, valence (the mean of each row's, :mod:`core.study`), observations.
+    Buckets without faces are absent (gaps stay gaps). ``attrs["bucket_s"]`` is the bucket width.
     """
     start = origin(store, session_id) if start is None else start
     rel = results.c.timestamp - start
-    columns = ["t_s", *EMOTIONS, "observations"]
+    columns = ["t_s", *EMOTIONS, "valence", "observations"]
     with store.engine.connect() as conn:
         span = conn.execute(sa.select(sa.func.max(results.c.timestamp)).where(*_where(session_id, face_id))).scalar()
         if span is None:
@@ -190,21 +192,24 @@ def emotion_timeline(store: SessionStore, session_id: int, face_id: int | None =
         bucket_s = max(min_bucket_s, max(0.0, float(span) - start) / max_points * 1.0001)
         bucket = _floor_div(rel, bucket_s, store.dialect).label("b")
         rows = conn.execute(
-            sa.select(bucket, *(sa.func.avg(results.c[c]) for c in EMOTION_COLUMNS), sa.func.count())
+            sa.select(bucket, *(sa.func.avg(results.c[c]) for c in EMOTION_COLUMNS),
+                      sa.func.avg(valence_sql(store.dialect)), sa.func.count())
             .where(*_where(session_id, face_id), results.c.p_neutral.is_not(None))
             .group_by(bucket).order_by(bucket)
         ).all()
-    frame = pd.DataFrame(rows, columns=["b", *EMOTIONS, "observations"])
+    frame = pd.DataFrame(rows, columns=["b", *EMOTIONS, "valence", "observations"])
     frame.insert(0, "t_s", (frame.pop("b").astype(float) + 0.5) * bucket_s)
-    frame = frame[columns].astype({e: float for e in EMOTIONS})
+    frame = frame[columns].astype({e: float for e in (*EMOTIONS, "valence")})
     frame.attrs["bucket_s"] = bucket_s
     return frame
 
 
-def smooth(timeline: pd.DataFrame, window: int) -> pd.DataFrame:
-    """Centred rolling mean of the emotion columns over ``window`` buckets (1 = unchanged)."""
+def smooth(timeline: pd.DataFrame, window: int, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Centred rolling mean over ``window`` buckets (1 = unchanged) of the emotion columns, or of
+    ``columns`` (valence and baseline-relative timelines are smoothed the same way)."""
     if window <= 1 or timeline.empty:
         return timeline
+    names = [c for c in (EMOTIONS if columns is None else columns) if c in timeline.columns]
     out = timeline.copy()
-    out[list(EMOTIONS)] = out[list(EMOTIONS)].rolling(window, center=True, min_periods=1).mean()
+    out[names] = out[names].rolling(window, center=True, min_periods=1).mean()
     return out

@@ -321,10 +321,12 @@ class VideoJob:
 
 def start_video_job(path: str | Path, make_analyzer: Callable[[], object], *, name: str | None = None,
                     source_label: str | None = None, cleanup: Callable[[], None] | None = None,
-                    store: SessionStore | None = None, started: float | None = None) -> VideoJob:
+                    store: SessionStore | None = None, started: float | None = None,
+                    **session_info) -> VideoJob:
     """Start :func:`analyze_video` on a thread; ``make_analyzer`` runs there too (model loading is slow).
 
-    ``started`` (``time.monotonic()``) is when the user asked, if that was before this call.
+    ``started`` (``time.monotonic()``) is when the user asked, if that was before this call;
+    ``session_info`` (``participant``, ``tags``, ``markers``) goes to :func:`analyze_video`.
     """
     job = VideoJob(label=Path(source_label).name if source_label else Path(path).name)
     if started is not None:
@@ -336,7 +338,8 @@ def start_video_job(path: str | Path, make_analyzer: Callable[[], object], *, na
             analyzer = make_analyzer()
             job.loaded, job.phase = time.monotonic(), "analysing"
             job.result = analyze_video(path, analyzer, store or SessionStore(), name=name, source_label=source_label,
-                                       progress=lambda f: setattr(job, "progress", f), cancel=job.cancel_event)
+                                       progress=lambda f: setattr(job, "progress", f), cancel=job.cancel_event,
+                                       **session_info)
         except VideoError as exc:
             job.error = str(exc)
         except Exception as exc:  # surfaced on the page, never lost in a thread

@@ -34,7 +34,9 @@ from core.live_session import (
 )
 from core.models import ActiveModels
 from core.overlay import gender_text
+from core.session_charts import live_valence_figure
 from core.store import SessionStore
+from core.tags import TagError, parse_tags
 from core.webrtc_network import follow_server_address
 from pages.components.server_address import with_real_address
 from pages.components.login import require_login
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 WEBRTC_KEY = "facesense-live"
 SESSION_KEY = "facesense-live-session"
 PANEL_REFRESH_S = 1.0
+MAX_PRESETS = 9  # preset marker buttons, on the keys 1..9
 BUSY_RETRY_S = 2.0
 CAMERA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False}
 CAMERA_HELP = """**Camera trouble?** The player names the browser's error:
@@ -130,6 +133,62 @@ def _sidebar() -> tuple[AnalyzerSettings, list[dict]]:
                             attribute_every=every), ice_servers
 
 
+def _study_sidebar() -> tuple[str, dict[str, str], list[str]]:
+    """Participant, tags and preset marker labels, set before START (they apply while recording too)."""
+    with st.sidebar:
+        st.subheader("Study")
+        participant = st.text_input("Participant", key="live_participant", max_chars=200, placeholder="P07",
+                                    help="Stored with each session recorded from now on.")
+        tags_text = st.text_input("Tags", key="live_tags", placeholder="condition=A; site=Leeds",
+                                  help="key=value labels, separated by ';'. The Statistics page compares "
+                                       "groups of sessions by them.")
+        presets_text = st.text_area("Marker presets (one per line, up to 9)", key="live_marker_presets",
+                                    placeholder="instructions\nscreen 1\nscreen 2",
+                                    help="Shown as buttons while recording; keys 1–9 press them.")
+    try:
+        tags = parse_tags(tags_text)
+    except TagError as exc:
+        st.sidebar.error(f"Tags not applied: {exc}")
+        tags = None
+    presets = [line.strip()[:200] for line in presets_text.splitlines() if line.strip()]
+    if len(presets) > MAX_PRESETS:
+        st.sidebar.warning(f"Only the first {MAX_PRESETS} presets get buttons ({len(presets)} given).")
+    return participant, tags, presets[:MAX_PRESETS]
+
+
+def _add_marker(live: LiveSession, label: str) -> None:
+    try:
+        marker_id = live.add_marker(label)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        st.warning(f"Marker not added: {exc}")
+    else:
+        st.session_state["last_marker"] = (marker_id, label.strip(), live.session_id)
+
+
+def _marker_controls(live: LiveSession, presets: list[str]) -> None:
+    """Event markers while recording: a typed label, or a preset (button or key 1-9). A fragment, so a
+    press reruns only this part; each press is stored at once (LiveSession.add_marker)."""
+    with st.form("marker_form", clear_on_submit=True, border=False):
+        typed, button = st.columns([4, 1], vertical_alignment="bottom")
+        label = typed.text_input("Marker", key="marker_label", max_chars=200, placeholder="what happens now",
+                                 help="Type a label and press Enter or Add marker.")
+        if button.form_submit_button("Add marker", key="add_marker", icon=":material/flag:"):
+            if label.strip():
+                _add_marker(live, label)
+            else:
+                st.warning("Type a label for the marker first.")
+    if presets:
+        for index, (column, preset) in enumerate(zip(st.columns(len(presets)), presets), start=1):
+            if column.button(preset, key=f"marker_preset_{index}", shortcut=str(index), width="stretch",
+                             help=f"Add the marker “{preset}” (key {index})"):
+                _add_marker(live, preset)
+        st.caption("Keys 1–9 work while the focus is on the page, not in the video player or a text field "
+                   "(click an empty part of the page first).")
+    last = st.session_state.get("last_marker")
+    if last is not None and last[2] == live.session_id:
+        st.caption(f"Marker #{last[0]} “{last[1]}” saved.")
+
+
 def _live_session(settings: AnalyzerSettings) -> LiveSession:
     """This tab's analyzer/recorder, created once with the cached models."""
     live = st.session_state.get(SESSION_KEY)
@@ -183,6 +242,7 @@ def _faces_table(stats: LiveStats) -> pd.DataFrame:
             "Face": f"#{face.face_id}",
             "Emotion": face.emotion or "–",
             "Confidence": None if face.confidence is None else f"{100 * face.confidence:.0f}%",
+            "Valence": None if face.valence is None else f"{face.valence:+.2f}",
             "Age": None if face.age is None else f"{face.age:.0f}",
             "Gender": None if face.gender is None else gender_text(face.gender, short=False),
             "Detector confidence": None if face.detector_confidence is None
@@ -221,6 +281,9 @@ def _panel(live: LiveSession, playing: bool) -> None:
                    f"(last: {stats.last_error})")
     if stats.faces:
         st.dataframe(_faces_table(stats), hide_index=True, width="stretch")
+    if stats.valence_history:
+        st.plotly_chart(live_valence_figure(stats.valence_history), key="live_valence",
+                        config={"displayModeBar": False})
     elif playing:
         st.info("No face in view." if stats.frames else "Waiting for the first frames…")
     if playing and stats.age_s is not None and stats.age_s > 5:
@@ -238,12 +301,17 @@ st.title("Live")
 st.caption("Every face the camera sees, boxed and labelled with emotion, age and gender. "
            "Press **START** to begin; each START..STOP is saved as a session.")
 settings, ice_servers = _sidebar()
+participant, tags, presets = _study_sidebar()
 _media_sockets(st.get_option("server.address"))
 try:
     live = _live_session(settings)
 except Exception as exc:  # noqa: BLE001  (missing or corrupt model files)
     st.error(f"The face models could not be loaded: {exc}. Restore the defaults on the Training page.")
     st.stop()
+try:
+    live.set_study(participant, live.tags if tags is None else tags)  # bad tags: the last good ones stay
+except (KeyError, ValueError) as exc:
+    st.warning(f"Participant and tags not stored: {exc}")
 notice = detector_notice()  # set once the analyzer has tried the CNN detector
 if notice:
     st.warning(notice)
@@ -277,6 +345,8 @@ with video_column:
 playing = bool(ctx.state.playing) and not refused
 if playing:
     live.arm()
+    with video_column:
+        st.fragment(_marker_controls)(live, presets)
 else:
     live.stop()
 with panel_column:

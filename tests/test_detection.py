@@ -220,10 +220,11 @@ def test_a_database_written_before_the_cnn_detector_upgrades_and_exports(facesen
         assert write_frames_csv(store, list(sessions["id"]), handle) == 18
     table = pd.read_csv(out)
     assert list(table.columns) == list(FRAME_COLUMNS)
-    assert list(table.columns[-4:]) == ["detector_confidence", "yaw", "pitch", "roll"]  # appended at the end
+    new = list(table.columns[list(table.columns).index("gender") + 1:])  # appended after the older columns
+    assert new[:4] == ["detector_confidence", "yaw", "pitch", "roll"]
     assert table[["detector_confidence", "yaw", "pitch", "roll"]].isna().all().all()
     # and new rows in the upgraded database carry them
-    from core.analyzer import FaceResult, FrameResult
+    from core.results import FaceResult, FrameResult
 
     session = store.start_session("after the upgrade", "webcam", {}, {})
     with store.writer(session) as writer:

@@ -70,20 +70,20 @@ def test_one_session_shows_summary_and_small_charts(seeded):
 
     figs = figures(at)
     assert [f["layout"]["title"]["text"] for f in figs] == [
-        "Emotion over time (all faces)", "Emotion share (all faces)", "Gender share (all faces)",
-        "Estimated age (all faces)"]
+        "Emotion over time (all faces)", "Valence over time (all faces)", "Emotion share (all faces)",
+        "Gender share (all faces)", "Estimated age (all faces)"]
     timeline = figs[0]
     assert [t["name"] for t in timeline["data"]] == list(stats.EMOTIONS)
     points = [len(values(t["x"])) for t in timeline["data"]]
     assert 100 <= min(points) and max(points) <= 600  # aggregated: 2,520 rows -> a few hundred points
-    assert len(at.get("download_button")) == 2
+    assert len(at.get("download_button")) == 4  # per-frame, summary, markers, segments
 
     at.selectbox(key=f"face_a_{long_id}").set_value(3).run()
     assert not at.exception
     figs = figures(at)
     assert figs[0]["layout"]["title"]["text"] == "Emotion over time (face #3)"
     share = stats.emotion_share(stats.face_emotion_counts(store, long_id), 3)
-    assert sum(values(figs[1]["data"][0]["customdata"])) == share["observations"].sum() == 720  # away 180 frames
+    assert sum(values(figs[2]["data"][0]["customdata"])) == share["observations"].sum() == 720  # away 180 frames
 
 
 def test_compare_two_sessions_side_by_side(seeded):
@@ -93,7 +93,7 @@ def test_compare_two_sessions_side_by_side(seeded):
     assert not at.exception
     assert (at.selectbox(key="session_a").value, at.selectbox(key="session_b").value) == (short_id, long_id)
     assert [m.value for m in at.metric if m.label == "Faces"] == ["1", "3"]
-    assert len(figures(at)) == 8
+    assert len(figures(at)) == 10  # five per session: emotion, valence, share, gender, age
     table = at.dataframe[0].value  # the comparison table comes first
     assert list(table.columns) == [f"#{short_id} interview", f"#{long_id} classroom"]
     assert table.loc["Frames"].tolist() == ["150", "900"]
@@ -236,7 +236,9 @@ def wait_until_done(at: AppTest, timeout: float = 60) -> AppTest:
 
 
 def messages(at: AppTest) -> list[tuple[str, str]]:
-    return [(kind, el.value) for kind in ("success", "warning", "error", "info") for el in getattr(at, kind)]
+    """The video tab's messages (the last tab: the other tabs have hints of their own)."""
+    tab = at.tabs[-1] if len(at.tabs) else at
+    return [(kind, el.value) for kind in ("success", "warning", "error", "info") for el in getattr(tab, kind)]
 
 
 def test_uploader_accepts_any_video_and_a_wmv_path_is_analysed(seeded, shared, tmp_path, fake_models):
