@@ -137,6 +137,42 @@ def test_re_estimates_run_beside_the_frame_path_and_their_failures_fail_one_fram
     assert errors[-1] is None
 
 
+def test_staged_frames_finish_as_analyze_does_with_one_call_per_model(models, multi_frames):
+    """A file's path (stage frames, then finish them together) reports what analyze reports
+    frame by frame with in-line attributes, but calls each network once per group of frames."""
+    settings = AnalyzerSettings(attribute_every=3, attributes_in_background=False)
+    one_by_one = FrameAnalyzer(models, settings)
+    expected = [one_by_one.analyze(frame, timestamp=i / 30) for i, frame in enumerate(multi_frames)]
+    for model in models.values():
+        model.batch_sizes.clear()
+    staged = FrameAnalyzer(models, settings)
+    groups = [multi_frames[:10], multi_frames[10:]]
+    got = []
+    for start, group in zip((0, 10), groups):
+        got += staged.finish([staged.stage(frame, (start + i) / 30) for i, frame in enumerate(group)])
+    assert len(got) == len(expected)
+    for a, b in zip(expected, got):
+        assert (a.frame_index, a.timestamp, a.error, b.error) == (b.frame_index, b.timestamp, None, None)
+        assert [(f.face_id, f.box, f.emotion) for f in a.faces] == [(f.face_id, f.box, f.emotion) for f in b.faces]
+        assert [(f.face_id, f.box) for f in a.held] == [(f.face_id, f.box) for f in b.held]
+        for fa, fb in zip(a.faces, b.faces):
+            np.testing.assert_allclose(fa.emotion_probs, fb.emotion_probs, atol=1e-4)
+            assert (fa.age, fa.gender) == pytest.approx((fb.age, fb.gender), abs=1e-3)
+            assert fa.pose == pytest.approx(fb.pose) and fa.detector_confidence == fb.detector_confidence
+    faces = [sum(len(r.faces) for r in got[:10]), sum(len(r.faces) for r in got[10:])]
+    assert models["emotion"].batch_sizes == [n for n in faces if n]  # one call per group, all its faces
+    assert len(models["age"].batch_sizes) <= 2
+
+
+def test_a_failing_network_fails_its_staged_frames_not_the_next(models, multi_frames):
+    analyzer = FrameAnalyzer(models, AnalyzerSettings(attributes_in_background=False))
+    models["emotion"].fail_next = True
+    failed = analyzer.finish([analyzer.stage(frame, i) for i, frame in enumerate(multi_frames[:6])])
+    assert all(r.error is not None and "injected model failure" in r.error for r in failed if r.faces or r.error)
+    after = analyzer.finish([analyzer.stage(frame, i) for i, frame in enumerate(multi_frames[6:12])])
+    assert all(r.error is None for r in after) and sum(len(r.faces) for r in after) >= 12
+
+
 def test_attribute_schedule_spreads_faces_that_fall_due_together():
     schedule = AttributeSchedule(every=3)
 

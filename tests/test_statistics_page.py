@@ -188,6 +188,12 @@ class FakeAnalyzer:
                                                                   gender=0.5) for j in range(self.faces)],
                            {"total": 1.0})
 
+    def stage(self, image, timestamp):  # a file's path: stage frames, then finish them together
+        return self.analyze(image, timestamp)
+
+    def finish(self, staged):
+        return list(staged)
+
 
 @pytest.fixture
 def fake_models(monkeypatch):

@@ -16,7 +16,7 @@ from core.analyzer import FrameAnalyzer
 from core.models import ActiveModels
 from core.store import SessionStore
 from core.video_analysis import (LOAD_SHARE, VIDEO_SUFFIXES, VideoError, analyze_video, iter_frames, main, probe,
-                                  start_video_job)
+                                  read_ahead, start_video_job)
 
 CONTAINERS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx", ".avi": "mpeg4",
               # issue 21: files a webcam or an old camera writes (WMV2 as Windows records it, MPEG-1/2, ...)
@@ -236,3 +236,46 @@ def test_progress_moves_from_the_click_and_time_is_what_the_user_waited(clip, an
     assert job.waited_s >= job.load_s + job.result.wall_s - 0.01
     level, text = job.outcome()
     assert f"took {job.waited_s:.1f} s from your click ({job.load_s:.1f} s loading the models" in text
+
+
+def test_one_thread_or_two_give_the_same_session(clip, analyzer, tmp_path):
+    """Staging ahead on a second thread changes how fast a file goes, not what is stored."""
+    short = tmp_path / "short.avi"
+    transcode(clip, short, "mpeg4", frames=90)
+    store = SessionStore(f"sqlite:///{tmp_path / 'facesense.db'}")
+    runs = [analyze_video(short, analyzer, store, threads=n) for n in (1, 2)]
+    rows = [store.results(r.session_id).drop(columns=["session_id"]) for r in runs]
+    for frame in rows:
+        frame["timestamp"] -= frame["timestamp"].min()
+    assert runs[0].frames == runs[1].frames == 90 and len(rows[0]) >= 180
+    assert rows[0][["frame_index", "face_id", "box_x", "box_w", "dominant_emotion"]].equals(
+        rows[1][["frame_index", "face_id", "box_x", "box_w", "dominant_emotion"]])
+    np.testing.assert_allclose(rows[0]["p_happy"], rows[1]["p_happy"], atol=1e-5)
+
+
+@pytest.mark.unit
+def test_read_ahead_hands_on_items_and_errors_and_stops_its_thread():
+    assert list(read_ahead(iter(range(50)), depth=2)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise VideoError("clip.mp4 is damaged: decoding stopped after 1 frames")
+
+    got = []
+    with pytest.raises(VideoError, match="clip.mp4 is damaged"):
+        for item in read_ahead(broken()):
+            got.append(item)
+    assert got == [1]
+    produced = []
+
+    def endless():
+        for i in range(10_000):
+            produced.append(i)
+            yield i
+
+    for item in read_ahead(endless(), depth=2):
+        if item == 3:
+            break
+    time.sleep(0.3)
+    assert len(produced) <= 3 + 2 + 2  # the consumer stopped: so did the producer
+    assert not any(t.name == "facesense-stage" for t in threading.enumerate())
