@@ -13,13 +13,15 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from core import _import_guard  # noqa: F401
-from core.config import EMOTIONS, TASKS
-from core.preprocess import Box, FaceSpec, preprocess_faces
+from core import tasks as task_facts
+from core.card import ModelCard
+from core.config import TASKS
+from core.preprocess import Box, preprocess_faces
 from core.registry import ModelEntry, ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -59,17 +61,22 @@ class TaskModel:
 
     task: str
     model: object
-    card: dict
+    card: ModelCard  # a card's JSON form is read as a card
     entry_id: str = ""
     _forward: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.spec = FaceSpec.from_dict(self.card["preprocess"])
+        self.card = ModelCard.from_dict(self.card)
+        if self.card.preprocess is None:
+            raise KeyError(f"the {self.task} model's card has no 'preprocess'")
+        self.spec = self.card.preprocess
+        self.info = task_facts.get(self.task)
         self._forward = _compiled_forward(self.model, self.spec.input_shape)
 
     @classmethod
-    def load(cls, path: Path, card: dict, entry_id: str = "") -> "TaskModel":
-        return cls(card["task"], load_keras_model(path), card, entry_id)
+    def load(cls, path: Path, card: ModelCard | Mapping, entry_id: str = "") -> "TaskModel":
+        card = ModelCard.from_dict(card)
+        return cls(card.task, load_keras_model(path), card, entry_id)
 
     @classmethod
     def from_entry(cls, entry: ModelEntry) -> "TaskModel":
@@ -77,7 +84,10 @@ class TaskModel:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.card.get("class_names") or (EMOTIONS if self.task == "emotion" else []))
+        # cards from before class_names were recorded: a softmax's class order was fixed, a
+        # sigmoid's never named
+        fallback = self.info.class_names if self.info.output == task_facts.PROBABILITIES else ()
+        return list(self.card.names or fallback)
 
     def prepare(self, frame: np.ndarray, boxes: Sequence[Box],
                 landmarks: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
@@ -85,9 +95,9 @@ class TaskModel:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
-            return np.zeros((0, 7) if self.task == "emotion" else (0,), dtype=np.float32)
+            return self.info.empty_output()
         out = self._forward(np.ascontiguousarray(batch, dtype=np.uint8))
-        return out if self.task == "emotion" else out.reshape(-1)
+        return self.info.shape_output(out)
 
 
 class ActiveModels:

@@ -14,15 +14,19 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.config import SHIPPED_MODELS_DIR, TASKS, app_paths
+from core.card import (CARD_FILE, MODEL_FILE, ModelCard, ModelFolder, card_path, read_card, shipped_files,
+                       write_json_atomic)
+from core.config import TASKS, app_paths
+
+__all__ = ["CARD_FILE", "MODEL_FILE", "ModelEntry", "ModelRegistry", "card_path", "default_id", "read_card",
+           "shipped_model", "write_json_atomic"]  # card_path, read_card, write_json_atomic: from core.card
 
 log = logging.getLogger(__name__)
-MODEL_FILE = "model.keras"
-CARD_FILE = "card.json"
 
 
 @dataclass(frozen=True)
@@ -30,12 +34,12 @@ class ModelEntry:
     id: str
     task: str
     model_path: Path
-    card: dict
+    card: ModelCard
     is_default: bool
 
     @property
     def created(self) -> str:
-        return str(self.card.get("created", ""))
+        return str(self.card.created or "")
 
 
 def default_id(task: str) -> str:
@@ -44,35 +48,9 @@ def default_id(task: str) -> str:
 
 def shipped_model(task: str) -> ModelEntry:
     """The model that ships in ``models/`` for ``task``."""
-    card_path = SHIPPED_MODELS_DIR / f"{task}.json"
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {"task": task}
-    return ModelEntry(default_id(task), task, SHIPPED_MODELS_DIR / f"{task}.keras", card, True)
-
-
-def card_path(model_file: Path | str) -> Path:
-    """The card beside a model file: ``<name>.json`` (as shipped in ``models/``) or ``card.json``
-    (as ``python -m training`` writes it)."""
-    model_file = Path(model_file)
-    for candidate in (model_file.with_suffix(".json"), model_file.parent / CARD_FILE):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no model card beside {model_file} (expected {model_file.stem}.json or {CARD_FILE})")
-
-
-def read_card(model_file: Path | str) -> dict:
-    return json.loads(card_path(model_file).read_text())
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON so that readers see either the old or the new file, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    model_file, card_file = shipped_files(task)
+    card = ModelCard.from_dict(json.loads(card_file.read_text())) if card_file.is_file() else ModelCard(task)
+    return ModelEntry(default_id(task), task, model_file, card, True)
 
 
 class ModelRegistry:
@@ -96,12 +74,11 @@ class ModelRegistry:
     def get(self, model_id: str) -> ModelEntry:
         if model_id.startswith("default-") and model_id[len("default-"):] in TASKS:
             return shipped_model(model_id[len("default-"):])
-        folder = self.root / model_id
-        card_path, model_path = folder / CARD_FILE, folder / MODEL_FILE
-        if not (card_path.is_file() and model_path.is_file()):
+        folder = ModelFolder(self.root / model_id)
+        if not folder.is_complete():
             raise KeyError(f"no registered model {model_id!r}")
-        card = json.loads(card_path.read_text())
-        return ModelEntry(model_id, card["task"], model_path, card, False)
+        card = folder.read_card()
+        return ModelEntry(model_id, card.task, folder.model_file, card, False)
 
     def list(self, task: str | None = None) -> list[ModelEntry]:
         """Shipped defaults first, then registered models, newest first."""
@@ -133,20 +110,21 @@ class ModelRegistry:
         return json.dumps(self._read_active(), sort_keys=True)
 
     # -- writing -----------------------------------------------------------------
-    def register(self, model_file: Path, card: dict) -> ModelEntry:
+    def register(self, model_file: Path, card: ModelCard | Mapping) -> ModelEntry:
         """Copy a finished model and its card into the registry (not activated)."""
-        task = card["task"]
+        card = ModelCard.from_dict(card)
+        task = card.task
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}")
-        card = {**card, "created": card.get("created") or datetime.now(timezone.utc).isoformat()}
+        card = card.replace(created=card.created or datetime.now(timezone.utc).isoformat())
         model_id = f"{task}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".staging-"))
+        staging = ModelFolder(Path(tempfile.mkdtemp(dir=self.root, prefix=".staging-")))
         try:
-            shutil.copy2(model_file, staging / MODEL_FILE)
-            write_json_atomic(staging / CARD_FILE, card)
-            os.replace(staging, self.root / model_id)
+            shutil.copy2(model_file, staging.model_file)
+            staging.write_card(card)
+            os.replace(staging.path, self.root / model_id)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging.path, ignore_errors=True)
             raise
         log.info("registered %s", model_id)
         return self.get(model_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import tasks
 from core.access import allowed_media_path
 from core.config import TASKS
 from core.registry import ModelRegistry
@@ -20,18 +21,13 @@ from training.archives import DataError
 from training import reports
 from training.builders import ARCHITECTURES, PRECISIONS, cpu_has_bfloat16, recipe
 from training.data import inspect
-from training.jobs import (SUCCEEDED, UPLOAD_SUFFIXES, JobBusy, JobError, JobManager, TrainOptions)
+from training.jobs import SUCCEEDED, JobBusy, JobError, JobManager
+from training.options import TrainOptions
 from pages.components.login import require_login
 
 require_login()  # a fresh server's first request may run this page without app.py
 
 POLL_SECONDS = 2.0
-DATA_HINTS = {
-    "emotion": "FER2013 as the Kaggle CSV (emotion,pixels,Usage) or the image-folder layout "
-               "(<split>/<emotion>/<file>.jpg) as a folder or .zip.",
-    "age": "UTKFace as a folder, .zip, .tar or .tar.gz; labels come from names like 25_0_1_….jpg.",
-    "gender": "UTKFace as a folder, .zip, .tar or .tar.gz; labels come from names like 25_0_1_….jpg.",
-}
 PACK_HINT = " Or a .npz pack written by `python -m training pack`."
 
 
@@ -50,7 +46,8 @@ def _summary_or_error(task: str, path: str):
     if key in checked:
         checked.move_to_end(key)
         return checked[key]
-    what = "decoding every image and finding each face" if task != "emotion" else "decoding every image"
+    what = "decoding every image and finding each face" if tasks.get(task).data.detects_faces \
+        else "decoding every image"
     shown = st.empty()
     shown.progress(0.0, text=f"Reading and checking the data ({what}; later looks come from the cache)…")
 
@@ -110,10 +107,9 @@ def _refuse_upload(manager: JobManager, task: str, uploaded, path: str, error: s
 
 def data_section(manager: JobManager):
     """Step 1: choose and validate the data; returns (task, path, summary) or Nones."""
-    task = st.selectbox("Task", TASKS, key="task",
-                        format_func=lambda t: {"emotion": "Emotion (7 classes)", "age": "Age (years)",
-                                               "gender": "Gender"}[t])
-    st.caption(DATA_HINTS[task] + PACK_HINT)
+    task = st.selectbox("Task", TASKS, key="task", format_func=lambda t: tasks.get(t).title)
+    info = tasks.get(task)
+    st.caption(info.data.hint + PACK_HINT)
     source = st.radio("Data source", ["Server path", "Upload"], horizontal=True, key="source")
     path = uploaded = None
     if source == "Server path":
@@ -130,7 +126,7 @@ def data_section(manager: JobManager):
                 else:
                     st.error(f"Not found on the server: {typed.strip()}")
     else:
-        uploaded = st.file_uploader(f"Upload ({', '.join(UPLOAD_SUFFIXES[task])})", key=f"upload_{task}")
+        uploaded = st.file_uploader(f"Upload ({', '.join(info.upload_suffixes)})", key=f"upload_{task}")
         if uploaded is not None:
             path = _saved_upload(manager, task, uploaded)
         else:
@@ -169,7 +165,7 @@ def options_section(task: str) -> TrainOptions:
                                                                  ". This CPU lacks it: no gain here."))
     fraction = cols[2].slider("Share of the data to use (quick runs)", 0.01, 1.0, 1.0, 0.01, key="fraction")
     return TrainOptions(task=task, data="", arch=arch, epochs=int(epochs), batch_size=int(batch),
-                        lr=float(lr), augment=augment, fraction=float(fraction), seed=int(seed),
+                        learning_rate=float(lr), augment=augment, fraction=float(fraction), seed=int(seed),
                         precision="mixed_bfloat16" if mixed else "float32")
 
 
@@ -236,7 +232,7 @@ def results_tab(manager: JobManager, registry: ModelRegistry) -> None:
         st.plotly_chart(reports.learning_curves(history), key=f"curves_{job.id}")
     with st.expander("Model card"):
         views.card_summary(card)
-        st.json(card, expanded=False)
+        st.json(card.to_dict(), expanded=False)
 
 
 def registry_tab(registry: ModelRegistry) -> None:

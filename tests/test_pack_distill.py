@@ -18,7 +18,8 @@ from training.builders import build_model
 from training.cli import main
 from training.data import load_dataset
 from training.ensemble import EnsembleConfig, combine
-from training.fit import FitConfig, _targets, fit, soft_targets
+from training.fit import FitConfig, fit, soft_targets
+from training.task_heads import targets
 from training.pack import pack
 from training.select import score_candidates
 from training_data import small_fer_zip, small_utk_tar
@@ -90,10 +91,10 @@ def test_soft_targets_blend_the_labels_with_the_teachers_mean_over_faces_and_mir
     from pathlib import Path
     teachers = [load_keras_model(Path(p)) for p in paths]
     views = [t.predict(v, verbose=0) for t in teachers for v in (x, x[:, :, ::-1])]
-    expected = 0.3 * _targets("emotion", y) + 0.7 * np.mean(views, axis=0)
+    expected = 0.3 * targets("emotion", y) + 0.7 * np.mean(views, axis=0)
     got = soft_targets("emotion", tuple(paths), x, y, 0.7)
     assert np.allclose(got, expected, atol=1e-5) and np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
-    assert np.array_equal(soft_targets("emotion", tuple(paths), x, y, 0.0), _targets("emotion", y))
+    assert np.array_equal(soft_targets("emotion", tuple(paths), x, y, 0.0), targets("emotion", y))
     with pytest.raises(ValueError, match="between 0 and 1"):
         soft_targets("emotion", tuple(paths), x, y, 1.5)
     with pytest.raises(ValueError, match="teachers take"):

@@ -134,3 +134,36 @@ def test_set_margin_changes_the_live_crop_and_records_the_command(tmp_path, caps
     assert read_card(model)["card_edits"][-1]["preprocess_before"]["align"] is False
     assert main(["set-crop", "--model", str(model), "--why", "nothing"]) == 2
     assert "nothing to set" in capsys.readouterr().err
+
+
+def test_one_options_type_its_argv_parses_back_to_the_same_options(tmp_path):
+    """The job manager runs ``TrainOptions.argv()``; the CLI reads it with the same flags."""
+    import argparse
+
+    from training.fit import FitConfig
+    from training.jobs import TrainOptions as JobOptions
+    from training.options import TrainOptions, add_fit_arguments
+
+    assert FitConfig is TrainOptions is JobOptions
+    parser = argparse.ArgumentParser()
+    add_fit_arguments(parser)
+    for options in (TrainOptions("emotion", "fer.zip", out="runs/x"),
+                    TrainOptions("age", "utk.tar", arch="compact", epochs=3, batch_size=16, learning_rate=0.001,
+                                 augment=False, fraction=0.5, seed=7, out="o", progress="p.jsonl", init="m.keras",
+                                 precision="mixed_bfloat16", teachers=("t1.keras", "t2.keras"), distill=0.25,
+                                 report_split="val", workers=4, detector="haar", align=True, margin=0.1)):
+        assert TrainOptions.from_args(parser.parse_args(options.argv())) == options
+    resolved = TrainOptions("gender", "utk.tar", out="o", progress="p", workers=3).resolved()
+    assert resolved.command() == ("python -m training fit --task gender --data utk.tar --arch default --epochs 24 "
+                                  "--batch-size 64 --lr 0.002 --fraction 1.0 --seed 0 --out o")
+
+
+def test_job_records_of_the_previous_version_still_load(tmp_path):
+    from training.jobs import Job
+
+    old = {"id": "emotion-1", "dir": str(tmp_path), "state": "succeeded", "created": "2024-01-01T00:00:00+00:00",
+           "options": {"task": "emotion", "data": "/d/fer.zip", "arch": None, "epochs": 10, "batch_size": 64,
+                       "lr": 0.002, "augment": True, "fraction": 1.0, "seed": 0, "precision": "float32"}}
+    job = Job.from_dict(old)
+    assert (job.options.arch, job.options.learning_rate, job.options.epochs) == ("default", 0.002, 10)
+    assert Job.from_dict(job.to_dict()) == job

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from core.config import EMOTIONS
+from core import tasks
+from core.config import TASKS
 from core.preprocess import FaceSpec
+from training.task_heads import DEFAULT_AGE_BIAS, head, training_facts
 
 ARCHITECTURES = {
     "default": "VGG-style CNN with batch norm, sized per task for real-time CPU inference (recommended)",
@@ -66,29 +68,17 @@ class Recipe:
 
 def input_spec(task: str, arch: str) -> FaceSpec:
     """The face preprocessing each (task, architecture) is trained with."""
-    from training.data import DEFAULT_SPECS
-
-    spec = DEFAULT_SPECS[task]
+    spec = tasks.get(task).default_spec
     if arch == "seed":  # 48x48 colour inputs for all three tasks; emotion faces re-cropped by the detector
-        return FaceSpec(size=48, channels=3, margin=spec.margin, recrop=task == "emotion")
+        return FaceSpec(size=48, channels=3, margin=spec.margin, recrop=training_facts(task).seed_recrop)
     return spec
 
 
 def recipe(task: str, arch: str) -> Recipe:
+    facts = training_facts(task)
     if arch == "seed":
-        return Recipe(epochs=100 if task == "gender" else 50, batch_size=32, learning_rate=1e-4, optimizer="adam")
-    return Recipe(epochs={"emotion": 35, "age": 30, "gender": 24}[task], batch_size=64,
-                  learning_rate=2e-3, optimizer="adamw-cosine")
-
-
-def _head(task: str, x, age_bias: float):
-    # float32 even under a mixed-precision policy: bfloat16 resolves ages only to 0.25 years
-    # near 40 and saturates softmax/sigmoid outputs
-    if task == "emotion":
-        return layers.Dense(len(EMOTIONS), activation="softmax", name="emotion", dtype="float32")(x)
-    if task == "age":
-        return layers.Dense(1, name="age", bias_initializer=keras.initializers.Constant(age_bias), dtype="float32")(x)
-    return layers.Dense(1, activation="sigmoid", name="gender", dtype="float32")(x)
+        return Recipe(epochs=facts.seed_epochs, batch_size=32, learning_rate=1e-4, optimizer="adam")
+    return Recipe(epochs=facts.epochs, batch_size=64, learning_rate=2e-3, optimizer="adamw-cosine")
 
 
 def _conv_bn(x, filters: int):
@@ -110,7 +100,7 @@ def _vgg_body(x, width: int, dropout: float):
 
 
 def _seed_body(task: str, x):
-    if task == "gender":
+    if training_facts(task).seed_body == "narrow":
         for filters in (36, 64, 128):
             x = layers.Conv2D(filters, 3, activation="relu")(x)
             x = layers.MaxPooling2D(3, strides=2)(x)
@@ -127,12 +117,12 @@ def _seed_body(task: str, x):
     return layers.Dense(width, activation="relu")(x)
 
 
-TASK_WIDTH = {"emotion": 24, "age": 24, "gender": 16}
+TASK_WIDTH = {task: training_facts(task).width for task in TASKS}
 WIDTH_FACTOR = {"default": 1.0, "compact": 0.5, "wide": 1.5, "large": 2.5}
 
 
 def build_model(task: str, arch: str = "default", spec: FaceSpec | None = None,
-                age_bias: float = 33.0) -> keras.Model:
+                age_bias: float = DEFAULT_AGE_BIAS) -> keras.Model:
     """Build an uncompiled network for ``task`` ("emotion", "age", "gender")."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
@@ -143,8 +133,8 @@ def build_model(task: str, arch: str = "default", spec: FaceSpec | None = None,
         x = _seed_body(task, x)
     else:
         width = int(TASK_WIDTH[task] * WIDTH_FACTOR[arch])
-        x = _vgg_body(x, width, dropout=0.5 if task == "emotion" else 0.3)
-    return keras.Model(inputs, _head(task, x, age_bias), name=f"{task}_{arch}")
+        x = _vgg_body(x, width, dropout=training_facts(task).dropout)
+    return keras.Model(inputs, head(task, x, age_bias), name=f"{task}_{arch}")
 
 
 def build_ensemble(members: list[keras.Model], flip: bool = True, name: str = "ensemble") -> keras.Model:

@@ -14,38 +14,12 @@ from core.config import TASKS
 
 def _parser() -> argparse.ArgumentParser:
     from core.detection import DETECTORS
-    from training.builders import ARCHITECTURES, PRECISIONS
+    from training.options import add_fit_arguments
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="train a model, evaluate it on the reporting split, save it with its card")
-    fit.add_argument("--task", required=True, choices=TASKS)
-    fit.add_argument("--data", required=True, help="FER2013 CSV/zip/folder or UTKFace folder/zip/tar(.gz)")
-    fit.add_argument("--arch", default="default", choices=sorted(ARCHITECTURES))
-    fit.add_argument("--epochs", type=int)
-    fit.add_argument("--batch-size", type=int)
-    fit.add_argument("--lr", type=float, help="learning rate (peak rate for the cosine schedule)")
-    fit.add_argument("--no-augment", action="store_true")
-    fit.add_argument("--fraction", type=float, default=1.0, help="use this fraction of each split (quick runs)")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--out", default="runs/latest", help="output folder (model.keras, card.json, evaluation.json)")
-    fit.add_argument("--progress", help="append JSON-line progress events to this file")
-    fit.add_argument("--init", help="start from this trained model's weights (same task and architecture; a "
-                                    "combined model is fine-tuned as a whole)")
-    fit.add_argument("--precision", default="float32", choices=sorted(PRECISIONS),
-                     help="mixed_bfloat16: bfloat16 compute, float32 weights; faster on CPUs with AVX512-BF16")
-    fit.add_argument("--teacher", action="append", default=[],
-                     help="distil from this trained model (repeat for several; their mean prediction is used)")
-    fit.add_argument("--distill", type=float, default=0.5,
-                     help="weight of the teachers' predictions in the training targets (0-1)")
-    fit.add_argument("--report-split", default="test", choices=("val", "test"),
-                     help="split to report on after training (val for a pack without the test split)")
-    fit.add_argument("--workers", type=int, default=2, help="augmentation threads")
-    fit.add_argument("--detector", default="yunet", choices=DETECTORS,
-                     help="the face detector that cuts training faces")
-    fit.add_argument("--align", choices=("on", "off"),
-                     help="turn faces so the eyes are level (default: the task's crop)")
-    fit.add_argument("--margin", type=float, help="crop margin around the detector's box (default: the task's crop)")
+    add_fit_arguments(fit)
     pk = sub.add_parser("pack", help="write a task's preprocessed faces to one compact .npz to train from elsewhere")
     pk.add_argument("--task", required=True, choices=TASKS)
     pk.add_argument("--data", required=True)
@@ -108,15 +82,10 @@ def _report(result) -> int:
 
 
 def _run_fit(args) -> int:
-    from training.fit import FitConfig, fit
+    from training.fit import fit
+    from training.options import TrainOptions
 
-    cfg = FitConfig(task=args.task, data=args.data, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
-                    learning_rate=args.lr, augment=not args.no_augment, fraction=args.fraction, seed=args.seed,
-                    out=args.out, progress=args.progress, init=args.init, precision=args.precision,
-                    teachers=tuple(args.teacher), distill=args.distill, report_split=args.report_split,
-                    workers=args.workers, detector=args.detector, margin=args.margin,
-                    align=None if args.align is None else args.align == "on")
-    return _report(fit(cfg))
+    return _report(fit(TrainOptions.from_args(args)))
 
 
 def _run_pack(args) -> int:
@@ -142,35 +111,32 @@ def _run_ensemble(args) -> int:
 
 
 def _run_evaluate(args) -> int:
+    from core.card import card_path, load_card, write_card, write_json_atomic
     from core.models import TaskModel
-    from core.preprocess import FaceSpec
-    from core.registry import card_path, write_json_atomic
     from training.data import face_detector_record, load_dataset
     from training.evaluate import evaluate, summary_line
 
     path = Path(args.model)
-    card_file = card_path(path)
-    card = json.loads(card_file.read_text())
-    if card.get("task") != args.task:
-        raise ValueError(f"{path} is a model for {card.get('task')}, not for {args.task}")
+    card = load_card(path)
+    if card.task != args.task:
+        raise ValueError(f"{path} is a model for {card.task}, not for {args.task}")
     model = TaskModel.load(path, card)
-    spec = FaceSpec.from_dict(card["preprocess"])
+    spec = card.preprocess
     if args.detector:
         spec = dataclasses.replace(spec, detector=args.detector)
-        if args.write_card:
-            card["preprocess"] = spec.to_dict()  # the figures are for faces this detector cut
     data = load_dataset(args.task, args.data, args.split, spec=spec)
     details = evaluate(model, data)
     if args.details:
         write_json_atomic(Path(args.details), details)
     if args.write_card:
-        card["metrics"] = summary_line(details)
-        card["metrics_by_group"] = details.get("by_group", {})
-        card["detector"] = face_detector_record(args.task, spec)  # the detector that cut the faces of these figures
-        # the metrics now come from this split of this file, whatever the model was trained from
-        card["dataset"] = {**card.get("dataset", {}), "report_split": args.split, "evaluated_on": Path(args.data).name}
-        card["evaluated_with"] = _command_line()
-        write_json_atomic(card_file, card)
+        card = card.replace(
+            preprocess=spec,  # with --detector: the figures are for faces this detector cut
+            metrics=summary_line(details), metrics_by_group=details.get("by_group", {}),
+            detector=face_detector_record(args.task, spec),  # the detector that cut the faces of these figures
+            # the metrics now come from this split of this file, whatever the model was trained from
+            dataset={**(card.dataset or {}), "report_split": args.split, "evaluated_on": Path(args.data).name},
+            evaluated_with=_command_line())
+        write_card(card_path(path), card)
     print(json.dumps(summary_line(details)))
     return 0
 
@@ -181,26 +147,23 @@ def _run_set_crop(args) -> int:
     change is recorded there."""
     from datetime import datetime, timezone
 
-    from core.preprocess import FaceSpec
-    from core.registry import card_path, write_json_atomic
+    from core.card import card_path, load_card, write_card
 
     if args.margin is not None and not -0.2 <= args.margin <= 1.0:
         raise ValueError(f"--margin must be between -0.2 and 1, not {args.margin}")
     if args.margin is None and args.align is None and args.detector is None and args.square is None:
         raise ValueError("nothing to set: give --margin, --align, --detector or --square")
-    card_file = card_path(Path(args.model))
-    card = json.loads(card_file.read_text())
-    before = FaceSpec.from_dict(card["preprocess"])
+    card = load_card(Path(args.model))
+    before = card.preprocess
     changes = {k: v for k, v in (("margin", args.margin), ("align", None if args.align is None else args.align == "on"),
                                  ("detector", args.detector),
                                  ("square", None if args.square is None else args.square == "on")) if v is not None}
     after = dataclasses.replace(before, **changes)
-    card["preprocess"] = after.to_dict()
-    card["preprocess_note"] = args.why
-    card.setdefault("card_edits", []).append({
-        "command": _command_line(), "margin_before": before.margin, "preprocess_before": before.to_dict(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    write_json_atomic(card_file, card)
+    edit = {"command": _command_line(), "margin_before": before.margin, "preprocess_before": before.to_dict(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    card = card.replace(preprocess=after, preprocess_note=args.why,
+                        card_edits=[*(card.extra.get("card_edits") or []), edit])
+    write_card(card_path(Path(args.model)), card)
     print(json.dumps({"model": str(args.model), **changes, "margin_before": before.margin}))
     return 0
 

@@ -28,12 +28,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from core.config import EMOTIONS, app_paths
+from core import tasks
+from core.config import EMOTIONS, TASKS, app_paths
 from core.disk import cache_cap, prune
 from core.detection import Detection, DetectorSettings, FaceDetector, effective_settings, make_detector
 from core.preprocess import FaceSpec, preprocess_face
+from core.tasks import DATA_KINDS, GENDERS
 from training.archives import DataError, archive_kind, iter_members
-from training.pack import is_pack, load_pack
+from training.pack_format import is_pack, load_pack
 
 log = logging.getLogger(__name__)
 LOADER_VERSION = 7
@@ -44,17 +46,9 @@ SPLITS = ("train", "val", "test")
 FER_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 FER_FOLDER_SPLIT = {"train": "train", "training": "train", "val": "val", "validation": "val",
                     "publictest": "val", "test": "test", "privatetest": "test"}
-GENDERS = ("male", "female")
 RACES = ("white", "black", "asian", "indian", "others")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-DEFAULT_SPECS = {
-    # FER2013 frames faces wider than the detector's box: the live crop is grown by the
-    # card's margin (chosen on PublicTest by ``python -m benchmarks.crop_margin``); training
-    # images are used whole
-    "emotion": FaceSpec(size=48, channels=1, margin=0.12),
-    "age": FaceSpec(size=64, channels=3, margin=0.2),
-    "gender": FaceSpec(size=64, channels=3, margin=0.2),
-}
+DEFAULT_SPECS = {task: tasks.get(task).default_spec for task in TASKS}  # see core.tasks
 UTK_NAME = re.compile(r"^(\d+)_(\d+)_([^_]*)_?")
 CARVED_VAL = "; none marked for validation, so val = the training images whose content hash falls in a fixed 10% band"
 HASH_SPLIT_CAVEAT = ("No utkface_split.csv beside this data, so each image's split comes from its content hash. "
@@ -102,11 +96,8 @@ class DataSummary:
 
 
 def data_kind(task: str) -> str:
-    if task == "emotion":
-        return "fer"
-    if task in ("age", "gender"):
-        return "utk"
-    raise ValueError(f"unknown task {task!r}; expected emotion, age or gender")
+    """"fer" (FER2013) or "utk" (UTKFace): the data set family ``task`` trains on."""
+    return tasks.get(task).data_kind
 
 
 # -- FER2013 -----------------------------------------------------------------------
@@ -432,7 +423,7 @@ def _cache_file(kind: str, path: Path, spec: FaceSpec) -> Path:
     return app_paths().cache_dir / f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
-def _load_all(kind: str, path: Path, spec: FaceSpec, progress: ProgressFn | None = None) -> dict:
+def load_all(kind: str, path: Path, spec: FaceSpec, progress: ProgressFn | None = None) -> dict:
     """The whole decoded set, from the cache when it has one; ``progress(done, total)`` reports the
     files read (and, for UTKFace, run through the face detector) on a first look."""
     path = Path(path)
@@ -453,9 +444,7 @@ def _load_all(kind: str, path: Path, spec: FaceSpec, progress: ProgressFn | None
     else:
         raw = _load_utk(path, spec, progress)
     if not raw["x"]:
-        raise DataError(f"{path.name}: no labelled images found "
-                        + ("(expected <split>/<emotion>/<name>.jpg)" if kind == "fer"
-                           else "(expected files named age_gender_race_date.jpg)"))
+        raise DataError(f"{path.name}: no labelled images found {DATA_KINDS[kind].layout}")
     data = {"x": np.stack(raw["x"]), "y": np.asarray(raw["y"]), "split": np.asarray(raw["split"]),
             "skipped": np.asarray(raw["skipped"]), "split_source": np.asarray(raw["split_source"]),
             "split_caveat": np.asarray(raw.get("split_caveat", ""))}
@@ -486,14 +475,14 @@ def split_images(task: str, path: Path | str, split: str) -> tuple[list[np.ndarr
                 images.append(img)
                 labels.append(label[0])
         return images, np.asarray(labels, dtype=np.int64)
-    table = _utk_split_table(path)
+    table, column = _utk_split_table(path), tasks.get(task).label_column
     for name, data in iter_members(path):
         labels_ = parse_utk_name(name) if name.lower().endswith(IMAGE_SUFFIXES) else None
         if labels_ is None or (table.get(PurePosixPath(name).name) or _content_split(data)) != split:
             continue
         if (img := _decode(data, 3)) is not None:
             images.append(img)
-            labels.append(labels_[0] if task == "age" else labels_[1])
+            labels.append(labels_[column])
     return images, np.asarray(labels, dtype=np.float32)
 
 
@@ -508,9 +497,10 @@ def load_dataset(task: str, path: Path | str, split: str = "train", fraction: fl
     """Load one split of the data set for ``task``; ``fraction`` < 1 keeps a random subset."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
-    spec = spec or DEFAULT_SPECS[task]
-    kind = data_kind(task)
-    data = _load_all(kind, Path(path), spec)
+    info = tasks.get(task)
+    spec = spec or info.default_spec
+    kind = info.data_kind
+    data = load_all(kind, Path(path), spec)
     idx = np.flatnonzero(data["split"] == split)
     if len(idx) == 0:
         raise DataError(f"{Path(path).name}: no images in the {split!r} split")
@@ -518,12 +508,11 @@ def load_dataset(task: str, path: Path | str, split: str = "train", fraction: fl
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(idx, size=max(1, int(round(len(idx) * fraction))), replace=False))
     if kind == "fer":
-        y, class_names, groups = data["y"][idx].astype(np.int64), list(EMOTIONS), None
-    else:
-        col = 0 if task == "age" else 1
-        y = data["y"][idx, col].astype(np.float32)
-        class_names = list(GENDERS) if task == "gender" else []
+        y, groups = data["y"][idx].astype(np.int64), None
+    else:  # UTKFace labels each image with (age, gender)
+        y = data["y"][idx, info.label_column].astype(np.float32)
         groups = data["meta"].iloc[idx].reset_index(drop=True)
+    class_names = list(info.class_names)
     return FaceDataset(task, split, data["x"][idx], y, spec, str(path), class_names, groups,
                        int(data["skipped"]), str(data["split_source"]))
 
@@ -535,14 +524,14 @@ def inspect(task: str, path: Path | str, samples: int = 16, seed: int = 0,
     ``progress(done, total)`` is called while a first look decodes the files (never when the
     decoded set comes from the cache); ``total`` is None when it is not known up front.
     """
-    spec = DEFAULT_SPECS[task]
-    data = _load_all(data_kind(task), Path(path), spec, progress)
+    info = tasks.get(task)
+    data = load_all(info.data_kind, Path(path), info.default_spec, progress)
     splits = {s: int((data["split"] == s).sum()) for s in SPLITS}
     summary = DataSummary(task, str(path), splits, skipped=int(data["skipped"]), split_source=str(data["split_source"]),
                           split_caveat=str(data["split_caveat"]))
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(data["y"]), size=min(samples, len(data["y"])), replace=False)
-    if task == "emotion":
+    if info.data_kind == "fer":
         counts = np.bincount(data["y"].astype(int), minlength=len(EMOTIONS))
         summary.class_counts = {name: int(c) for name, c in zip(EMOTIONS, counts)}
         summary.samples = [(data["x"][i], EMOTIONS[int(data["y"][i])]) for i in pick]

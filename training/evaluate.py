@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core import tasks
 from core.models import TaskModel
-from training.data import GENDERS, RACES, FaceDataset
+from core.tasks import GENDERS, PROBABILITIES
+from training.data import RACES, FaceDataset
 
 AGE_BANDS = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60), (60, 70), (70, 200)]
 
@@ -15,23 +17,17 @@ def predict(model: TaskModel, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 def _metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    if task == "age":
-        return {"mae": float(np.mean(np.abs(y_pred - y_true))), "n": int(len(y_true))}
-    return {"accuracy": float(np.mean(y_pred == y_true)), "n": int(len(y_true))}
+    return tasks.get(task).score(y_true, y_pred)
 
 
 def decide(task: str, raw: np.ndarray) -> np.ndarray:
     """The answer a model's raw output gives: a class index (emotion), 1 for female (gender), years (age)."""
-    if task == "emotion":
-        return raw.argmax(axis=1)
-    if task == "gender":
-        return (raw >= 0.5).astype(np.float32)
-    return raw.astype(np.float32)
+    return tasks.get(task).decide(raw)
 
 
 def headline(task: str, y_true: np.ndarray, raw: np.ndarray) -> float:
     """The task's headline figure (accuracy, or MAE for age) of raw outputs."""
-    return _metrics(task, y_true, decide(task, raw))["mae" if task == "age" else "accuracy"]
+    return tasks.get(task).headline(y_true, raw)
 
 
 def _per_class(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> tuple[dict, list]:
@@ -81,15 +77,16 @@ def evaluate(model: TaskModel, data: FaceDataset) -> dict:
     y_pred = decide(data.task, raw)
     result = {"task": data.task, "split": data.split, "n": int(len(y_true)),
               "metrics": _metrics(data.task, y_true, y_pred), "class_names": data.class_names}
-    if data.task == "emotion":
+    info = tasks.get(data.task)
+    if info.class_names:  # a classifier: per class figures and the confusion matrix
         result["per_class"], result["confusion"] = _per_class(y_true, y_pred, data.class_names)
+    if info.output == PROBABILITIES:  # many classes: their recalls join the headline figures
         result["metrics"]["per_class_recall"] = {k: v["recall"] for k, v in result["per_class"].items()}
-    elif data.task == "gender":
-        result["per_class"], result["confusion"] = _per_class(y_true, y_pred, data.class_names)
     if data.groups is not None:
         result["by_group"] = _by_group(data.task, data.groups, y_true, y_pred)
     result["y_true"] = np.round(y_true.astype(float), 3).tolist()
-    result["y_pred"] = np.round(raw if data.task != "emotion" else y_pred, 3).astype(float).tolist()
+    # the class for a softmax, else the raw output (years, the probability of female)
+    result["y_pred"] = np.round(y_pred if info.output == PROBABILITIES else raw, 3).astype(float).tolist()
     return result
 
 

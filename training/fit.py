@@ -13,93 +13,36 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shlex
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from core import tasks
+from core.card import ModelCard, ModelFolder, load_card, teacher_record, training_runs, write_json_atomic
 from core.models import TaskModel
-from core.registry import write_json_atomic
 from training import RESUME_DIR
+from training import task_heads
 from training.augment import FaceBatches
 from training.builders import PRECISIONS, build_model, input_spec, recipe
 from training.data import FaceDataset, face_detector_record, load_dataset
 from training.evaluate import evaluate, summary_line
+from training.options import TrainOptions
 
 log = logging.getLogger(__name__)
-MONITOR = {"emotion": "val_accuracy", "age": "val_mae", "gender": "val_accuracy"}
-
-
-@dataclass
-class FitConfig:
-    """Everything a training run depends on; ``None`` means the architecture's recipe default."""
-
-    task: str
-    data: str
-    arch: str = "default"
-    epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    augment: bool = True
-    fraction: float = 1.0
-    seed: int = 0
-    out: str | None = None
-    progress: str | None = None
-    init: str | None = None  # start from this model's weights (a warm restart) instead of random ones
-    precision: str = "float32"  # or "mixed_bfloat16": float32 weights, bfloat16 compute (see PRECISIONS)
-    teachers: tuple[str, ...] = ()  # distil from these trained models' predictions (see soft_targets)
-    distill: float = 0.5  # weight of the teachers' predictions in the targets (1 - it for the labels)
-    report_split: str = "test"  # "val" where the data holds no test split (a pack made for training)
-    workers: int = 2  # augmentation threads (results do not depend on it)
-    detector: str = "yunet"  # which detector cuts the training faces (core.detection.DETECTORS)
-    align: bool | None = None  # turn faces upright by their eyes; None: the task's default crop
-    margin: float | None = None  # crop margin; None: the task's default crop
-
-    def resolved(self) -> "FitConfig":
-        base = recipe(self.task, self.arch)
-        return FitConfig(**{**asdict(self), "epochs": self.epochs or base.epochs,
-                            "batch_size": self.batch_size or base.batch_size,
-                            "learning_rate": self.learning_rate or base.learning_rate})
-
-    def command(self) -> str:
-        """The CLI command that reproduces this run."""
-        args = ["python", "-m", "training", "fit", "--task", self.task, "--data", self.data, "--arch", self.arch,
-                "--epochs", str(self.epochs), "--batch-size", str(self.batch_size), "--lr", str(self.learning_rate),
-                "--fraction", str(self.fraction), "--seed", str(self.seed)]
-        if not self.augment:
-            args.append("--no-augment")
-        if self.init:
-            args += ["--init", self.init]
-        if self.precision != "float32":
-            args += ["--precision", self.precision]
-        for teacher in self.teachers:
-            args += ["--teacher", teacher]
-        if self.teachers:
-            args += ["--distill", str(self.distill)]
-        if self.report_split != "test":
-            args += ["--report-split", self.report_split]
-        if self.detector != "yunet":
-            args += ["--detector", self.detector]
-        if self.align is not None:
-            args += ["--align", "on" if self.align else "off"]
-        if self.margin is not None:
-            args += ["--margin", str(self.margin)]
-        if self.out:
-            args += ["--out", self.out]
-        return shlex.join(args)
+MONITOR = {task: tasks.get(task).monitor for task in tasks.TASKS}  # the Keras log key that picks the best epoch
+FitConfig = TrainOptions  # the name fit has always used for its options (one type: training.options)
 
 
 @dataclass
 class FitResult:
     model: keras.Model
     history: dict
-    card: dict
+    card: ModelCard
     evaluation: dict
     model_path: Path | None = None
 
@@ -208,20 +151,7 @@ def compile_model(model: keras.Model, task: str, cfg: FitConfig, steps_per_epoch
             cfg.learning_rate * 0.1, decay_steps=total, warmup_target=cfg.learning_rate,
             warmup_steps=min(steps_per_epoch, total // 10))
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-4)
-    if task == "emotion":
-        loss, metrics = keras.losses.CategoricalCrossentropy(label_smoothing=0.1), ["accuracy"]
-    elif task == "age":
-        loss = "mse" if cfg.arch == "seed" else keras.losses.Huber(delta=5.0)
-        metrics = ["mae"]
-    else:
-        loss, metrics = "binary_crossentropy", ["accuracy"]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-
-
-def _targets(task: str, y: np.ndarray) -> np.ndarray:
-    if task == "emotion":
-        return keras.utils.to_categorical(y, 7).astype(np.float32)
-    return y.astype(np.float32).reshape(-1, 1)
+    model.compile(optimizer=optimizer, loss=task_heads.loss(task, cfg.arch), metrics=task_heads.metrics(task))
 
 
 def soft_targets(task: str, teachers: tuple[str, ...], x: np.ndarray, y: np.ndarray, weight: float) -> np.ndarray:
@@ -237,7 +167,7 @@ def soft_targets(task: str, teachers: tuple[str, ...], x: np.ndarray, y: np.ndar
 
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"--distill must be between 0 and 1, not {weight}")
-    labels = _targets(task, y)
+    labels = task_heads.targets(task, y)
     # the same averaging over models and mirror views that a shipped combined model does
     teacher = build_ensemble([load_keras_model(Path(p)) for p in teachers], flip=True, name="teachers")
     if tuple(teacher.input_shape[1:]) != x.shape[1:]:
@@ -247,67 +177,50 @@ def soft_targets(task: str, teachers: tuple[str, ...], x: np.ndarray, y: np.ndar
     return ((1.0 - weight) * labels + weight * taught).astype(np.float32)
 
 
-def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details: dict, best_epoch: int) -> dict:
-    return {
-        "task": cfg.task, "architecture": cfg.arch, "input_shape": list(spec.input_shape),
-        "preprocess": spec.to_dict(), "class_names": train.class_names,
-        "output": {"emotion": "softmax over class_names", "age": "years",
-                   "gender": "probability of female"}[cfg.task],
-        "dataset": {"source": Path(cfg.data).name, "train_split": "train", "val_split": "val",
-                    "report_split": details["split"], "n_train": len(train),
-                    "split_names": train.split_source,
-                    "fraction": cfg.fraction, "skipped_images": train.skipped},
-        "options": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                    "augment": cfg.augment, "seed": cfg.seed, "precision": cfg.precision,
-                    **({"teachers": list(cfg.teachers), "distill": cfg.distill} if cfg.teachers else {})},
-        "detector": face_detector_record(cfg.task, spec),
-        "epochs": cfg.epochs, "best_epoch": best_epoch, "params": int(model.count_params()),
-        "metrics": summary_line(details), "metrics_by_group": details.get("by_group", {}),
-        "command": cfg.command(),
-        "keras_version": keras.__version__, "backend": keras.backend.backend(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+def _card(cfg: FitConfig, model: keras.Model, spec, train: FaceDataset, details: dict, best_epoch: int) -> ModelCard:
+    return ModelCard(
+        task=cfg.task, architecture=cfg.arch, input_shape=tuple(spec.input_shape), preprocess=spec,
+        class_names=tuple(train.class_names), output=tasks.get(cfg.task).output_text,
+        dataset={"source": Path(cfg.data).name, "train_split": "train", "val_split": "val",
+                 "report_split": details["split"], "n_train": len(train),
+                 "split_names": train.split_source,
+                 "fraction": cfg.fraction, "skipped_images": train.skipped},
+        options={"epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+                 "augment": cfg.augment, "seed": cfg.seed, "precision": cfg.precision,
+                 **({"teachers": list(cfg.teachers), "distill": cfg.distill} if cfg.teachers else {})},
+        epochs=cfg.epochs, best_epoch=best_epoch, params=int(model.count_params()),
+        metrics=summary_line(details), metrics_by_group=details.get("by_group", {}),
+        command=cfg.command(),
+        keras_version=keras.__version__, backend=keras.backend.backend(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra={"detector": face_detector_record(cfg.task, spec)},
+    )
 
 
-def _teacher_record(path: str) -> dict:
-    """What a distilled model's card keeps of a teacher: the runs that trained it, so the card
-    stays reproducible after the teacher's own files are gone."""
-    from core.registry import read_card
-    from training.ensemble import training_runs
-
-    try:
-        card = read_card(Path(path))
-    except FileNotFoundError:  # a model from elsewhere: usable, its history unknown
-        return {"command": None}
-    return {"command": card.get("command"), "training_runs": training_runs(card)}
-
-
-def _combined_init(path: str | None) -> tuple[keras.Model, dict] | None:
+def _combined_init(path: str | None) -> tuple[keras.Model, ModelCard] | None:
     """A combined model (``python -m training ensemble``) to fine-tune as it is, with its card;
     None for a single network (warm-started into a fresh copy of its design, :func:`_warm_start`)
     or no model at all."""
     from core.models import load_keras_model
-    from core.registry import read_card
 
     if not path:
         return None
     try:
-        card = read_card(Path(path))
+        card = load_card(Path(path))
     except FileNotFoundError:
         return None
-    if "ensemble" not in card:
+    if "ensemble" not in card.extra:
         return None
     return load_keras_model(Path(path)), card
 
 
-def _warm_start(model: keras.Model, path: str) -> dict:
+def _warm_start(model: keras.Model, path: str) -> ModelCard | None:
     """Copy the weights of a trained model of the same design into ``model``; return its card.
 
     A warm restart (a fresh learning-rate cycle from trained weights) is how a model
     gets more epochs without repeating the ones it already had.
     """
     from core.models import load_keras_model
-    from core.registry import read_card
 
     source = Path(path)
     trained = load_keras_model(source)
@@ -316,9 +229,9 @@ def _warm_start(model: keras.Model, path: str) -> dict:
     except ValueError as exc:
         raise ValueError(f"{source} does not match the {model.name} design: {exc}") from exc
     try:
-        return read_card(source)
+        return load_card(source)
     except FileNotFoundError:  # a model from elsewhere: trainable, only its history is unknown
-        return {}
+        return None
 
 
 def fit(cfg: FitConfig, callbacks: list | tuple = ()) -> FitResult:
@@ -344,7 +257,7 @@ def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     # must fail before an hour of epochs, not after
     test = val if cfg.report_split == "val" else load_dataset(cfg.task, cfg.data, cfg.report_split, 1.0, cfg.seed, spec)
     log.info("%s: %d training and %d validation faces", cfg.task, len(train), len(val))
-    age_bias = float(np.mean(train.y)) if cfg.task == "age" else 33.0
+    age_bias = task_heads.initial_bias(cfg.task, train.y)
     combined = _combined_init(cfg.init)
     if combined is not None:  # fine-tune a combined model as a whole (its members and their averaging)
         model, init_card = combined
@@ -353,39 +266,37 @@ def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
                              f"faces of {cfg.task}")
     else:
         model = build_model(cfg.task, cfg.arch, spec, age_bias=age_bias)
-        init_card = _warm_start(model, cfg.init) if cfg.init else None
+        # a model from elsewhere (no card) still records that it started from it
+        init_card = (_warm_start(model, cfg.init) or ModelCard(cfg.task)) if cfg.init else None
     backup, start_epoch, resumed = resume_state(cfg)
-    shift = 0.08 if cfg.task == "emotion" else 0.05
+    shift = task_heads.training_facts(cfg.task).shift
     targets = (soft_targets(cfg.task, cfg.teachers, train.x, train.y, cfg.distill) if cfg.teachers
-               else _targets(cfg.task, train.y))
+               else task_heads.targets(cfg.task, train.y))
     # a resumed run draws fresh augmentations rather than replaying those of its first epochs
     batches = FaceBatches(train.x, targets, cfg.batch_size, cfg.augment, cfg.seed + start_epoch,
                           shift=shift, workers=cfg.workers, use_multiprocessing=False)
     compile_model(model, cfg.task, cfg, len(batches))
-    monitor = MONITOR[cfg.task]
-    keep = KeepBest(monitor, "min" if cfg.task == "age" else "max", backup)
+    info = tasks.get(cfg.task)
+    keep = KeepBest(info.monitor, info.mode, backup)
     progress = ProgressFile(cfg.progress, cfg.epochs, len(batches))
     state = [keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False)] if backup else []
-    history = model.fit(batches, validation_data=(val.x, _targets(cfg.task, val.y)), epochs=cfg.epochs,
+    history = model.fit(batches, validation_data=(val.x, task_heads.targets(cfg.task, val.y)), epochs=cfg.epochs,
                         callbacks=[keep, *state, progress, *callbacks], verbose=2 if cfg.progress is None else 0)
     progress.emit("evaluate")
-    card_stub = {"task": cfg.task, "preprocess": spec.to_dict(), "class_names": train.class_names}
+    card_stub = ModelCard(cfg.task, preprocess=spec, class_names=tuple(train.class_names))
     details = evaluate(TaskModel(cfg.task, model, card_stub), test)
     card = _card(cfg, model, spec, train, details, keep.best_epoch)
     if combined is not None:
-        from training.ensemble import training_runs
-
-        card["architecture"] = init_card.get("architecture", cfg.arch)
-        card["ensemble"] = init_card["ensemble"]
-        card["training_runs"] = [*training_runs(init_card), {"command": card["command"], "epochs": cfg.epochs}]
-        card["epochs"] = sum(int(r.get("epochs") or 0) for r in card["training_runs"])
+        runs = [*training_runs(init_card), {"command": card.command, "epochs": cfg.epochs}]
+        card = card.replace(architecture=init_card.architecture or cfg.arch, ensemble=init_card.extra["ensemble"],
+                            training_runs=runs, epochs=sum(int(r.get("epochs") or 0) for r in runs))
     if cfg.teachers:
-        card["teachers"] = [{"model": t, **_teacher_record(t)} for t in cfg.teachers]
+        card = card.replace(teachers=[{"model": t, **teacher_record(t)} for t in cfg.teachers])
     if init_card is not None:
-        card["init"] = {"model": cfg.init, "command": init_card.get("command"),
-                        "epochs": init_card.get("epochs"), "init": init_card.get("init")}
+        card = card.replace(init={"model": cfg.init, "command": init_card.command, "epochs": init_card.epochs,
+                                  "init": init_card.extra.get("init")})
     if resumed:
-        card["resumed_at_epochs"] = resumed  # interrupted after these many epochs, then continued
+        card = card.replace(resumed_at_epochs=resumed)  # interrupted after these many epochs, then continued
     result = FitResult(model, history.history, card, details)
     if cfg.out:
         result.model_path = save(model, card, details, Path(cfg.out))
@@ -394,12 +305,6 @@ def _fit(cfg: FitConfig, callbacks: list | tuple) -> FitResult:
     return result
 
 
-def save(model: keras.Model, card: dict, details: dict, out: Path) -> Path:
+def save(model: keras.Model, card: ModelCard | dict, details: dict, out: Path) -> Path:
     """Write card.json, evaluation.json, then model.keras by atomic rename (last, so its presence means done)."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "evaluation.json", details)
-    write_json_atomic(out / "card.json", card)
-    tmp = out / ".model.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, out / "model.keras")
-    return out / "model.keras"
+    return ModelFolder(Path(out)).save(model, card, details)

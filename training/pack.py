@@ -9,29 +9,23 @@ at quality 85-90 the train and validation faces of FER2013 or UTKFace take about
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shlex
-import zipfile
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
-import pandas as pd
 
+from core import tasks
 from core.preprocess import FaceSpec
 from training.archives import DataError
+from training.data import load_all
+from training.pack_format import LOSSLESS, PACK_FORMAT, is_pack, load_pack
 
+__all__ = ["LOSSLESS", "PACK_FORMAT", "is_pack", "load_pack", "pack"]  # the readers: from training.pack_format
 log = logging.getLogger(__name__)
-PACK_FORMAT = "facesense-pack-1"
-LOSSLESS = 101  # OpenCV's WebP quality above 100 means lossless
-
-
-def is_pack(path: Path) -> bool:
-    """True for a file meant as a pack (``.npz``); :func:`load_pack` says clearly if it is not one."""
-    return path.is_file() and path.suffix.lower() == ".npz"
 
 
 def _encode(face: np.ndarray, quality: int) -> bytes:
@@ -42,28 +36,19 @@ def _encode(face: np.ndarray, quality: int) -> bytes:
     return data.tobytes()
 
 
-def _decode(data: np.ndarray, spec: FaceSpec) -> np.ndarray:
-    flag = cv2.IMREAD_GRAYSCALE if spec.channels == 1 else cv2.IMREAD_COLOR
-    face = cv2.imdecode(data, flag)
-    if face is None or face.shape[:2] != (spec.size, spec.size):
-        raise DataError("a face in the pack could not be decoded (truncated or altered file)")
-    return face.reshape(spec.input_shape)
-
-
 def pack(task: str, data: str | Path, out: str | Path, splits: Sequence[str] = ("train", "val", "test"),
          quality: int = LOSSLESS, spec: FaceSpec | None = None) -> dict:
     """Write ``splits`` of ``task``'s data set at ``data`` to ``out``; return a summary.
 
     Age and gender read the same UTKFace faces, so one pack serves both tasks.
     """
-    from training.data import DEFAULT_SPECS, _load_all, data_kind
-
     if not 1 <= quality <= LOSSLESS:
         raise ValueError(f"quality must be 1-100 (lossy) or 101 (lossless), not {quality}")
-    kind = data_kind(task)
-    spec = spec or DEFAULT_SPECS[task]
+    info = tasks.get(task)
+    kind = info.data_kind
+    spec = spec or info.default_spec
     source = Path(data)
-    full = _load_all(kind, source, spec)
+    full = load_all(kind, source, spec)
     keep = np.flatnonzero(np.isin(full["split"], list(splits)))
     if len(keep) == 0:
         raise DataError(f"{source.name}: no images in the splits {list(splits)}")
@@ -91,27 +76,3 @@ def pack(task: str, data: str | Path, out: str | Path, splits: Sequence[str] = (
                "spec": spec.to_dict()}
     log.info("packed %s", summary)
     return summary
-
-
-def load_pack(path: Path, kind: str, spec: FaceSpec) -> dict:
-    """A pack's contents in the form the loaders produce (``x`` decoded, ``meta`` a DataFrame)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path.name}: unreadable pack ({exc})") from exc
-    if str(arrays.get("format")) != PACK_FORMAT:
-        raise DataError(f"{path.name}: not a FaceSense pack (write one with `python -m training pack`)")
-    if str(arrays["kind"]) != kind:
-        raise DataError(f"{path.name} packs {'FER2013' if str(arrays['kind']) == 'fer' else 'UTKFace'} faces, "
-                        f"which this task does not train on")
-    packed = FaceSpec.from_dict(json.loads(str(arrays["spec"])))
-    if (packed.size, packed.channels, packed.recrop) != (spec.size, spec.channels, spec.recrop) or (
-            kind == "utk" and packed.margin != spec.margin):
-        raise DataError(f"{path.name} holds faces preprocessed as {packed}, but this model needs {spec}; "
-                        "pack the data set again for it")
-    blob, offsets = arrays.pop("blob"), arrays.pop("offsets")
-    arrays["x"] = np.stack([_decode(blob[a:b], spec) for a, b in zip(offsets[:-1], offsets[1:])])
-    if "meta" in arrays:
-        arrays["meta"] = pd.read_json(io.StringIO(str(arrays["meta"])))
-    return arrays

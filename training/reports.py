@@ -15,6 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core import tasks
+
 Evaluations = Mapping[str, dict]
 
 # Keras log keys that are not model-quality metrics.
@@ -25,11 +27,17 @@ METRIC_TITLES = {"mae": "MAE (years)", "accuracy": "accuracy"}
 
 def primary_metric(task: str) -> str:
     """The one number a card headlines: MAE in years for age, accuracy otherwise."""
-    return "mae" if task == "age" else "accuracy"
+    return tasks.get(task).metric
+
+
+# errors and losses; the tasks' headline figures say their own direction (Task.lower_is_better)
+_LOWER_IS_BETTER = {"rmse", "loss", "mse",
+                    *(tasks.get(t).metric for t in tasks.TASKS if tasks.get(t).lower_is_better)}
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric not in ("mae", "rmse", "loss", "mse")
+    """For any figure in an evaluation or a Keras log."""
+    return metric not in _LOWER_IS_BETTER
 
 
 def curve_metrics(history: Sequence[dict]) -> list[str]:
@@ -192,9 +200,10 @@ def activation_check(task: str, card: dict, new: dict | None, active: dict | Non
 
     Returns ``{"comparison": str, "worse": bool, "warning": str | None, "gap": str | None}``.
     """
-    metric = primary_metric(task)
+    info = tasks.get(task)
+    metric = info.metric
     title = METRIC_TITLES.get(metric, metric)
-    better_high = higher_is_better(metric)
+    better_high = not info.lower_is_better
     new_value = ((new or {}).get("metrics") or {}).get(metric)
     old_value = ((active or {}).get("metrics") or {}).get(metric)
     split, n = (new or {}).get("split", "held-out"), (new or {}).get("n", "?")
@@ -208,14 +217,14 @@ def activation_check(task: str, card: dict, new: dict | None, active: dict | Non
     else:
         out["comparison"] = (f"On the same {n} {split} images: this model {title} {new_value:.3f}, "
                              f"{active_id} {old_value:.3f}.")
-        out["worse"] = new_value < old_value if better_high else new_value > old_value
+        out["worse"] = info.better(old_value, new_value)
         if out["worse"]:
             out["warning"] = (f"This model is worse than {active_id} on the same test images ({title} "
                               f"{new_value:.3f} against {old_value:.3f}). Activating it makes the Live page "
                               "and video analysis less accurate; keep the active model unless you have a reason.")
     vals = [logs[f"val_{metric}"] for logs in history if isinstance(logs.get(f"val_{metric}"), (int, float))]
     if vals:
-        val = max(vals) if better_high else min(vals)
+        val = info.best(vals)
         relative = abs(val - new_value) / max(abs(new_value), 1e-9)
         if (abs(val - new_value) > 0.05 if better_high else relative > 0.15):
             dataset = card.get("dataset") or {}

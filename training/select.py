@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import tasks
 from core.models import TaskModel, load_keras_model
 from training.data import load_dataset
 from training.ensemble import member_cards
@@ -41,4 +42,5 @@ def score_candidates(task: str, data: str | Path, models: list[str], max_members
             views = [outputs[m, split][v] for m in members for v in ((0, 1) if mirror else (0,))]
             row[split] = headline(task, ds.y, np.mean(views, axis=0))
         rows.append(row)
-    return sorted(rows, key=lambda r: (r["val"] if task == "age" else -r["val"], r["passes"]))
+    info = tasks.get(task)
+    return sorted(rows, key=lambda r: (info.sort_key(r["val"]), r["passes"]))

@@ -10,11 +10,15 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 import streamlit as st
 
+from core import tasks
+from core.card import ModelCard, ModelFolder
 from core.registry import ModelEntry
+from core.tasks import PROBABILITIES, REGRESSION
 from training import reports
 from training.jobs import CANCELLED, FAILED, SUCCEEDED, Job, Progress
 
@@ -52,7 +56,7 @@ def data_summary(summary) -> None:
         st.warning(summary.split_caveat)
     left, right = st.columns(2)
     if summary.class_counts:
-        title = "Images per emotion" if summary.task == "emotion" else "Images per gender"
+        title = tasks.get(summary.task).data.count_title
         left.plotly_chart(reports.class_counts_figure(summary.class_counts, title), key="data_counts")
     if summary.ages is not None and len(summary.ages):
         right.plotly_chart(reports.age_histogram(summary.ages), key="data_ages")
@@ -70,8 +74,8 @@ def data_summary(summary) -> None:
 def progress_panel(job: Job, progress: Progress) -> None:
     """Progress bars (epoch and batch), elapsed/remaining time and live learning curves."""
     opts = job.options
-    st.markdown(f"**{opts.task}** · `{opts.arch or 'default architecture'}` · {opts.epochs} epochs · "
-                f"batch {opts.batch_size} · data {opts.fraction:.0%} · job `{job.id}`")
+    st.markdown(f"**{opts.task}** · `{opts.arch or 'default architecture'}` · {opts.epochs or 'recipe'} epochs · "
+                f"batch {opts.batch_size or 'recipe'} · data {opts.fraction:.0%} · job `{job.id}`")
     if progress.phase == "preparing":
         st.progress(0.0, text="Loading and checking the data (first use of a data set decodes every image)…")
     elif progress.phase == "training":
@@ -111,11 +115,13 @@ def job_header(job: Job) -> None:
         st.caption(note)
 
 
-def data_label(card: dict, full: bool = False) -> str:
+def data_label(card: ModelCard | Mapping, full: bool = False) -> str:
     """Where a model's training data came from: the path given on the page, else the card's source."""
-    if card.get("data"):
-        return str(card["data"]) if full else Path(str(card["data"])).name
-    dataset = card.get("dataset") or {}
+    card = ModelCard.from_dict(card)
+    data = card.extra.get("data")
+    if data:
+        return str(data) if full else Path(str(data)).name
+    dataset = card.dataset or {}
     if not isinstance(dataset, dict):
         return str(dataset)
     fraction = dataset.get("fraction", 1.0)
@@ -123,17 +129,18 @@ def data_label(card: dict, full: bool = False) -> str:
     return f"{dataset.get('source', '')}{share}"
 
 
-def card_summary(card: dict) -> None:
+def card_summary(card: ModelCard | Mapping) -> None:
     """The facts of a model card that matter for choosing it."""
-    metrics = card.get("metrics") or {}
+    card = ModelCard.from_dict(card)
+    metrics = card.metrics or {}
     rows = {
-        "task": card.get("task"),
-        "architecture": card.get("architecture"),
+        "task": card.task,
+        "architecture": card.architecture,
         "data": data_label(card, full=True),
-        "trained": card.get("created", ""),
-        "epochs": card.get("epochs"),
-        "parameters": card.get("params"),
-        "options": json.dumps(card.get("options", {}), sort_keys=True),
+        "trained": card.created or "",
+        "epochs": card.epochs,
+        "parameters": card.params,
+        "options": json.dumps(card.options if card.options is not None else {}, sort_keys=True),
         "held-out images": metrics.get("n"),
         **{f"metric: {k}": f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float)},
     }
@@ -157,7 +164,8 @@ def evaluation_views(task: str, evaluations: dict[str, dict], key: str) -> None:
     first = next(iter(evaluations.values()))
     st.caption(f"Held-out split: **{first.get('split', '?')}**, {first.get('n', '?')} images")
     st.dataframe(reports.metrics_table(evaluations), width="stretch")
-    if task == "emotion":
+    output, metric = tasks.get(task).output, reports.primary_metric(task)
+    if output == PROBABILITIES:
         cols = st.columns(len(evaluations))
         for col, (label, ev) in zip(cols, evaluations.items()):
             if ev.get("confusion"):
@@ -166,12 +174,12 @@ def evaluation_views(task: str, evaluations: dict[str, dict], key: str) -> None:
         st.caption("Confusion matrices show each true class's images by predicted class, as row percentages.")
         st.plotly_chart(reports.per_class_figure(evaluations, "f1"), key=f"{key}_f1")
         st.dataframe(_formatted(reports.per_class_table(evaluations)), width="stretch")
-    elif task == "age":
+    elif output == REGRESSION:
         st.plotly_chart(reports.predicted_vs_true(evaluations), key=f"{key}_pvt")
         if reports.group_table(evaluations, "age_band").size:
-            st.plotly_chart(reports.group_figure(evaluations, "age_band", "mae"), key=f"{key}_band")
-    metric = reports.primary_metric(task)
-    for group in ("gender", "race") + (("age_band",) if task != "age" else ()) + ("face_box",):
+            st.plotly_chart(reports.group_figure(evaluations, "age_band", metric), key=f"{key}_band")
+    # a regression's age bands were drawn above, as its own chart
+    for group in ("gender", "race") + (("age_band",) if output != REGRESSION else ()) + ("face_box",):
         table = reports.group_table(evaluations, group)
         if table.size:
             st.markdown(f"**By {reports.GROUP_TITLES[group]}**")
@@ -183,21 +191,18 @@ def saved_evaluation(entry: ModelEntry) -> dict | None:
     """The evaluation a training run stored beside a registered model (None for others)."""
     if entry.is_default:
         return None
-    try:
-        return json.loads((entry.model_path.parent / "evaluation.json").read_text())
-    except (OSError, ValueError):
-        return None
+    return ModelFolder(entry.model_path.parent).read_evaluation()
 
 
 def registry_table(entries: list[ModelEntry], active_id: str) -> pd.DataFrame:
     rows = []
     for entry in entries:
-        metrics = entry.card.get("metrics") or {}
+        metrics = entry.card.metrics or {}
         metric = reports.primary_metric(entry.task)
         rows.append({
             "active": "●" if entry.id == active_id else "",
             "model": entry.id,
-            "architecture": entry.card.get("architecture", ""),
+            "architecture": entry.card.architecture if entry.card.architecture is not None else "",
             "data": data_label(entry.card),
             "trained": entry.created[:19] if entry.created else ("shipped" if entry.is_default else ""),
             metric: metrics.get(metric),
