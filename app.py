@@ -3,6 +3,7 @@ import core  # noqa: F401  (first: loads pylibsrtp before anything can import Te
 
 import streamlit as st
 
+from core import tasks
 from core.config import TASKS
 from core.detection import yunet_available
 from core.registry import ModelRegistry
@@ -40,12 +41,8 @@ def sidebar_models() -> None:
         st.subheader("Active models")
         for task in TASKS:
             entry = registry.active(task)
-            metrics = entry.card.get("metrics", {})
-            figure = ""
-            if "accuracy" in metrics:
-                figure = f" · acc {metrics['accuracy']:.3f}"
-            elif "mae" in metrics:
-                figure = f" · MAE {metrics['mae']:.2f} y"
+            value = entry.card.get("metrics", {}).get(tasks.get(task).metric)
+            figure = f" · {tasks.get(task).metric_text(value)}" if value is not None else ""
             st.caption(f"**{task}**: {entry.id} ({entry.card.get('architecture', '?')}){figure}")
 
 

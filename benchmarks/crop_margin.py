@@ -18,6 +18,7 @@ import json
 
 import numpy as np
 
+from core import tasks
 from core.detection import DETECTORS, Detection
 from core.models import TaskModel
 from core.preprocess import FaceSpec, preprocess_face
@@ -46,7 +47,7 @@ def detected_faces(images, detector: str = "yunet") -> tuple[np.ndarray, list, l
 def figure(task: str, y: np.ndarray, raw: np.ndarray, total: int | None = None) -> float:
     """Accuracy (emotion: counted over ``total`` images, misses wrong) or MAE in years."""
     pred = decide(task, raw)
-    if task == "age":
+    if tasks.get(task).metric == "mae":
         return float(np.mean(np.abs(pred - y)))
     return float(np.sum(pred == y) / (total or len(y)))
 
@@ -68,7 +69,7 @@ def faces_of_split(task: str, data: str, split: str, detector: str):
     from the images themselves (as the loaders do); FER2013's from the 4x upscaled copies (as the
     live path meets them: webcam-sized faces)."""
     images, y = split_images(task, data, split)
-    if task == "emotion":
+    if not tasks.get(task).data.detects_faces:  # FER2013: faces found in the 4x upscaled copies
         index, frames, found = detected_faces(images, detector)
         return images, y, index, frames, found
     dets = [detect_face(img, detector) for img in images]
@@ -95,20 +96,21 @@ def main() -> None:
     images, y, index, frames, found = faces_of_split(args.task, args.data or DEFAULT_DATA[args.task],
                                                      args.split, args.detector)
     aligns = {"both": (False, True), "on": (True,), "off": (False,)}[args.align]
-    total = len(y) if args.task == "emotion" else None
+    facts = tasks.get(args.task)
+    total = None if facts.data.detects_faces else len(y)  # FER2013: an image whose face is missed counts wrong
     results = score_crops(model, frames, found, y[index], spec, tuple(args.margins), aligns, total)
-    metric = "MAE (years)" if args.task == "age" else "accuracy" + (" (misses wrong)" if total else "")
+    metric = facts.metric_title + (" (misses wrong)" if total else "")
     print(f"{args.task} {args.split}, detector {args.detector}: face found in {len(index)} of {len(y)} images "
           f"({len(y) - len(index)} without); card: margin {spec.margin}, align {spec.align}, "
           f"detector {spec.detector}; square crops {args.square}")
-    if args.task == "emotion":
-        whole = figure("emotion", y, predict(model, np.stack([preprocess_face(i, spec) for i in images])))
+    if total:  # FER2013's images are faces already: the whole image too
+        whole = figure(args.task, y, predict(model, np.stack([preprocess_face(i, spec) for i in images])))
         print(f"{'whole images (no detector)':<28}{whole:>10.4f}")
     print(f"{'crop':<28}{metric:>10}")
     for (margin, align), value in results.items():
         print(f"{f'margin {margin:.2f}' + (', aligned' if align else ''):<28}{value:>10.4f}")
     if args.split == "val":  # choose here; test only reports the choice
-        best = (min if args.task == "age" else max)(results, key=results.get)
+        best = min(results, key=lambda crop: facts.sort_key(results[crop]))
         print(f"best on val: margin {best[0]:.2f}, align {best[1]}")
     print(json.dumps({"task": args.task, "split": args.split, "detector": args.detector, "n": len(y),
                       "found": len(index), "by_crop": {f"{m}|{'align' if a else 'plain'}": v

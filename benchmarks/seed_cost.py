@@ -11,6 +11,7 @@ import time
 import keras
 import numpy as np
 
+from training import task_heads
 from training.builders import PRECISIONS, build_model, input_spec, recipe
 from training.fit import FitConfig, compile_model
 
@@ -34,8 +35,7 @@ def _time_task(task: str, precision: str, steps: int) -> None:
     cfg = FitConfig(task, "-", "seed", base.epochs, base.batch_size, base.learning_rate).resolved()
     compile_model(model, task, cfg, 100)
     x = np.random.default_rng(0).integers(0, 256, (base.batch_size, *spec.input_shape), dtype=np.uint8)
-    y = (keras.utils.to_categorical(np.zeros(base.batch_size), 7) if task == "emotion"
-         else np.zeros((base.batch_size, 1)))
+    y = task_heads.targets(task, np.zeros(base.batch_size))
     model.train_on_batch(x, y)
     start = time.perf_counter()
     for _ in range(steps):

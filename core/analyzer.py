@@ -38,6 +38,7 @@ from core.pose import head_pose
 from core.results import FaceResult, FrameResult  # noqa: F401  (part of this module's API)
 from core.preprocess import Box
 from core.smoothing import FaceSmoother
+from core.tasks import STABLE_TASKS  # noqa: F401  (part of this module's API: age, gender)
 from core.tracking import FaceTracker, Track, TrackingSettings, iou, merge_overlapping
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ class AnalyzerSettings:
         return data
 
 
-STABLE_TASKS = ("age", "gender")  # a person's own attributes: constant while they stay in view
 
 
 class AttributeSchedule:

@@ -26,7 +26,7 @@ import pandas as pd
 from core.config import EMOTIONS
 from core.export import FRAME_COLUMNS, frame_chunks
 from core.markers import read_markers_csv
-from core.session_stats import FEMALE_THRESHOLD
+from core.tasks import FEMALE_THRESHOLD
 from core.store import SessionStore
 from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS, POSE_COLUMNS
 from core.tags import parse_tags

@@ -28,7 +28,8 @@ import pandas as pd
 
 from core import study
 from core.config import EMOTIONS
-from core.session_stats import FEMALE_THRESHOLD, summary
+from core.session_stats import summary
+from core.tasks import FEMALE_THRESHOLD
 from core.store import SessionStore
 from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS, POSE_COLUMNS
 from core.tags import format_tags

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from core import tasks
 from core.config import EMOTIONS
 from core.store import SessionStore
 from core.store_schema import EMOTION_COLUMNS, results
 from core.study import valence_sql
 
-GENDERS = ("female", "male")
-FEMALE_THRESHOLD = 0.5  # p_female at or above this counts as "female" in shares
+GENDERS = tuple(reversed(tasks.GENDERS))  # display order: female first
+FEMALE_THRESHOLD = tasks.FEMALE_THRESHOLD  # p_female at or above this counts as "female" in shares
 COUNT_COLUMNS = ("face_id", "dominant_emotion", "observations", "age_sum", "age_n", "female_n", "gender_n",
                  "first_ts", "last_ts")
 

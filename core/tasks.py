@@ -71,6 +71,8 @@ class Task:
     default_spec: FaceSpec          # how its faces are cut unless an architecture says otherwise
     data_kind: str                  # key of DATA_KINDS
     label_column: int = 0           # column of the label in the loaders' label table (UTKFace: age, gender)
+    stable: bool = False            # a person's own attribute, constant while they stay in view (re-estimated
+    #                                 on a schedule, not every frame: core.analyzer.AttributeSchedule)
 
     @property
     def data(self) -> DataKind:
@@ -114,6 +116,14 @@ class Task:
         """The headline figure of raw outputs."""
         return self.score(y_true, self.decide(raw))[self.metric]
 
+    def metric_text(self, value: float) -> str:
+        """The headline figure as the app shows it: ``acc 0.703`` or ``MAE 4.81 y``."""
+        return f"MAE {value:.2f} y" if self.metric == "mae" else f"acc {value:.3f}"
+
+    @property
+    def metric_title(self) -> str:
+        return "MAE (years)" if self.metric == "mae" else "accuracy"
+
     def sort_key(self, value: float) -> float:
         """Sorting by it puts the best value first."""
         return value if self.lower_is_better else -value
@@ -139,11 +149,14 @@ _TASKS = {t.name: t for t in (
     Task("emotion", "Emotion (7 classes)", PROBABILITIES, EMOTIONS, "softmax over class_names", "accuracy", False,
          FaceSpec(size=48, channels=1, margin=0.12), "fer"),
     Task("age", "Age (years)", REGRESSION, (), "years", "mae", True,
-         FaceSpec(size=64, channels=3, margin=0.2), "utk", label_column=0),
+         FaceSpec(size=64, channels=3, margin=0.2), "utk", label_column=0, stable=True),
     Task("gender", "Gender", PROBABILITY, GENDERS, "probability of female", "accuracy", False,
-         FaceSpec(size=64, channels=3, margin=0.2), "utk", label_column=1),
+         FaceSpec(size=64, channels=3, margin=0.2), "utk", label_column=1, stable=True),
 )}
 assert tuple(_TASKS) == TASKS, "core.config.TASKS and the task table must agree"
+
+
+STABLE_TASKS = tuple(name for name, task in _TASKS.items() if task.stable)  # age and gender
 
 
 def get(name: str) -> Task:
