@@ -2,7 +2,9 @@
 import core  # noqa: F401  (first: safe native-library import order)
 
 import io
+import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import pandas as pd
@@ -14,6 +16,8 @@ from core.store import SessionStore
 from core.video_analysis import VideoError
 from tests.clips import read_frames
 from tests.short_clips import cut_clip, truncated_copy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,12 @@ def test_video_frame_equals_the_csv_export(analysed):
     info = store.get_session(session_id)
     assert info["participant"] == "P03" and info["tags"] == {"condition": "A", "site": "Leeds"}
     assert list(store.markers(session_id)["label"]) == ["go"]
-    assert "streamlit" not in sys.modules  # the API runs without the app
+
+
+def test_the_api_loads_without_streamlit():
+    """A notebook's import (a fresh interpreter: this test process has run Streamlit pages)."""
+    probe = "import core, core.api, sys; raise SystemExit(1 if 'streamlit' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, timeout=120).returncode == 0
 
 
 def test_load_session_round_trip(analysed):
