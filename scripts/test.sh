@@ -12,5 +12,7 @@ apt_install chromium chromium-driver postgresql \
 cd "$REPO_ROOT"
 # Lint first (rules in pyproject.toml): a second, a clear message, and CI fails on it.
 "$VENV_PY" -m ruff check --no-cache . || die "ruff found problems (above); fix them or see pyproject.toml"
+# Architecture contracts (pyproject.toml): no import cycles in core/ or training/, core without Streamlit.
+"$VENV/bin/lint-imports" --no-cache || die "an import breaks an architecture contract (above; pyproject.toml)"
 # --durations: the slowest tests in every log, to keep the suite within CI's budget.
 exec "$VENV_PY" -m pytest --durations=15 "$@"  # exit status is pytest's (5 = no tests = failure)
