@@ -7,7 +7,8 @@ may still be in use). The caps, in MB, can be changed with environment variables
 - ``FACESENSE_UPLOADS_MAX_MB`` (default 5120): ``<FACESENSE_HOME>/jobs/uploads/``, training data uploads;
 - ``FACESENSE_CACHE_MAX_MB`` (default 5120): ``<FACESENSE_HOME>/cache/*.npz``, decoded training sets;
 - video uploads (``<FACESENSE_HOME>/cache/uploads/``) are deleted when their analysis ends; a copy
-  left by a crash is deleted after ``VIDEO_UPLOAD_MAX_AGE_S`` (a day).
+  left by a crash is deleted after ``VIDEO_UPLOAD_MAX_AGE_S`` (a day). A video the user asks to keep
+  goes to ``<FACESENSE_HOME>/videos/`` instead (:func:`kept_video_path`), which nothing prunes.
 """
 from __future__ import annotations
 
@@ -22,6 +23,26 @@ log = logging.getLogger(__name__)
 MB = 1 << 20
 IN_USE_S = 60.0  # files written more recently than this are never pruned
 VIDEO_UPLOAD_MAX_AGE_S = 24 * 3600.0
+
+
+KEPT_VIDEOS = "videos"  # under FACESENSE_HOME: uploads kept on purpose
+
+
+def kept_video_path(home: Path, name: str) -> Path:
+    """A new file in ``<home>/videos/`` named after the user's file (made safe, never overwriting).
+
+    Only the name's letters, digits and ``-_. ()`` survive, so an upload cannot name a path.
+    """
+    folder = Path(home) / KEPT_VIDEOS
+    folder.mkdir(parents=True, exist_ok=True)
+    base = Path(name).name
+    stem = "".join(c if c.isalnum() or c in "-_. ()" else "_" for c in Path(base).stem).strip(". ") or "video"
+    suffix = "".join(c for c in Path(base).suffix.lower() if c.isalnum() or c == ".")[:10]
+    candidate, n = folder / f"{stem[:120]}{suffix}", 1
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{stem[:120]} ({n}){suffix}"
+    return candidate
 
 
 def cap_bytes(variable: str, default_mb: int) -> int:

@@ -23,7 +23,7 @@ from core import study
 from core.access import allowed_media_path
 from core.config import EMOTIONS, app_paths
 from core.detection import DETECTOR_LABELS, DetectorSettings
-from core.disk import VIDEO_UPLOAD_MAX_AGE_S, prune
+from core.disk import KEPT_VIDEOS, VIDEO_UPLOAD_MAX_AGE_S, kept_video_path, prune
 from core.export import frames_csv_bytes, markers_csv_bytes, segments_csv_bytes, summary_csv_bytes
 from core.markers import MarkerFileError, read_markers_csv
 from core.store import SessionStore
@@ -309,6 +309,15 @@ def _delete_many(store: SessionStore, sessions: pd.DataFrame) -> None:
     """Erase several sessions in one action, for example every session of one participant."""
     st.divider()
     rows = sessions.set_index("id", drop=False)
+    participants = sorted(p for p in sessions["participant"].dropna().unique() if p)
+    if participants:
+        pick, take = st.columns([3, 1], vertical_alignment="bottom")
+        who = pick.selectbox("Erase a participant", participants, index=None, key="delete_participant",
+                             placeholder="Choose a participant label",
+                             help="Selects every session recorded with this participant label below, to delete "
+                                  "them in one action.")
+        if take.button("Select their sessions", key="delete_participant_select", disabled=who is None):
+            st.session_state["delete_many"] = sessions.loc[sessions["participant"] == who, "id"].tolist()
     chosen = st.multiselect("Delete several sessions (for example all of one participant)", sessions["id"].tolist(),
                             key="delete_many", format_func=lambda i: _label(rows.loc[i]),
                             help="Erases their results from the database for good; CSV files exported "
@@ -504,8 +513,14 @@ def _filter_sessions(sessions: pd.DataFrame) -> pd.DataFrame:
     return filtered
 
 
-def _save_upload(uploaded) -> Path:
-    """Copy the upload to a private temp file (keeping only its suffix: odd names are harmless)."""
+def _save_upload(uploaded, keep: bool = False) -> Path:
+    """Copy the upload to a private temp file (keeping only its suffix: odd names are harmless),
+    or, to keep it on purpose, to ``<FACESENSE_HOME>/videos/`` under the user's file name."""
+    if keep:
+        target = kept_video_path(app_paths().home, uploaded.name)
+        with open(target, "xb") as handle:
+            shutil.copyfileobj(uploaded, handle, length=1 << 20)
+        return target
     folder = app_paths().cache_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     prune(folder, max_age_s=VIDEO_UPLOAD_MAX_AGE_S)  # copies a crash left behind
@@ -531,7 +546,7 @@ def _video_study_info(participant: str, tags_text: str, markers_file) -> dict | 
 
 
 def _start_analysis(url: str, uploaded, server_path: str, name: str, detector: DetectorSettings,
-                    session_info: dict | None = None) -> bool:
+                    session_info: dict | None = None, keep_upload: bool = False) -> bool:
     """Validate the input and start the background job; False (with a message shown) if not started."""
     clicked = time.monotonic()
     slot = _server_slot()
@@ -541,10 +556,13 @@ def _start_analysis(url: str, uploaded, server_path: str, name: str, detector: D
                        "Try again when it has finished." if other is not _own_job() else
                        f"{other.label} is still being analysed; wait for it or cancel it.")
             return False
-        cleanup = None
-        if uploaded is not None:
+        cleanup = refused = None
+        if uploaded is not None and keep_upload:  # kept on purpose: the session points to the kept copy
+            path, label = _save_upload(uploaded, keep=True), None
+            refused = lambda: path.unlink(missing_ok=True)  # noqa: E731
+        elif uploaded is not None:
             path, label = _save_upload(uploaded), uploaded.name
-            cleanup = lambda: path.unlink(missing_ok=True)  # noqa: E731
+            cleanup = refused = lambda: path.unlink(missing_ok=True)  # noqa: E731
         elif server_path.strip():
             try:  # only inside the configured media folders (FACESENSE_MEDIA_DIRS), after resolving links and ..
                 path, label = allowed_media_path(server_path, str(st.get_option("server.address") or "")), None
@@ -558,8 +576,8 @@ def _start_analysis(url: str, uploaded, server_path: str, name: str, detector: D
         try:
             probe(path, label)
         except VideoError as exc:
-            if cleanup:
-                cleanup()  # a refused upload leaves nothing on disk
+            if refused:
+                refused()  # a refused upload leaves nothing on disk, kept or not
             st.error(str(exc))
             return False
         job = start_video_job(path, lambda: default_analyzer(detector_settings=detector), name=name.strip() or None,
@@ -617,6 +635,10 @@ def video_tab(url: str) -> None:
                                   placeholder="P07")
     tags_text = right.text_input("Tags (optional)", key="video_tags", placeholder="condition=A; site=Leeds",
                                  help="key=value, separated by ';'")
+    keep = st.checkbox("Keep the uploaded video on the server", value=False, key="video_keep",
+                       help="Off (the default): an uploaded video is deleted when its analysis ends, and only "
+                            "the numbers are stored. On: it is kept in "
+                            f"{app_paths().home / KEPT_VIDEOS} under its name, and the session points to it.")
     markers_file = st.file_uploader("Markers CSV (optional)", type=["csv"], key="video_markers",
                                     help="Columns time_s,label: seconds into the video and the event's label; "
                                          "each marker starts a segment.")
@@ -626,7 +648,7 @@ def video_tab(url: str) -> None:
     if st.button("Analyse video", type="primary", disabled=busy, key="analyse_video"):
         _clear_finished()
         info = _video_study_info(participant, tags_text, markers_file)
-        if info is not None and _start_analysis(url, uploaded, server_path, name, detector, info):
+        if info is not None and _start_analysis(url, uploaded, server_path, name, detector, info, keep):
             st.rerun()  # show the running state: progress, Cancel, Analyse disabled
     st.fragment(_job_status, run_every=1.0 if busy else None)()
 

@@ -122,9 +122,18 @@ def test_several_sessions_of_one_participant_are_deleted_in_one_action():
     store = SessionStore()
     mine = [seed_session(store, 30, name=f"P07 task {i}", seed=i) for i in (1, 2)]
     other = seed_session(store, 30, name="P08 task 1")
+    for session_id, who in zip((*mine, other), ("P07", "P07", "P08")):
+        store.update_session(session_id, participant=who)
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "statistics.py"),
                            default_timeout=120).run()
-    at.multiselect(key="delete_many").set_value(mine).run()
+    at.selectbox(key="delete_participant").set_value("P07").run()   # by the participant label...
+    at.button(key="delete_participant_select").click().run()
+    assert sorted(at.multiselect(key="delete_many").value) == sorted(mine)
+    at.button(key="delete_many_ask").click().run()
+    assert "Delete 2 sessions" in at.warning[0].value and "cannot be undone" in at.warning[0].value
+    at.button(key="delete_many_no").click().run()
+    assert len(store.list_sessions()) == 3
+    at.multiselect(key="delete_many").set_value(mine).run()         # ...or by choosing the sessions
     at.button(key="delete_many_ask").click().run()
     assert "Delete 2 sessions" in at.warning[0].value and "cannot be undone" in at.warning[0].value
     at.button(key="delete_many_no").click().run()
