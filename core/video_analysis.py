@@ -141,7 +141,7 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def iter_frames(info: VideoInfo) -> Iterator[tuple[float, np.ndarray]]:
+def iter_frames(info: VideoInfo, threads: int = 0) -> Iterator[tuple[float, np.ndarray]]:
     """(position in seconds from the first frame, BGR frame) for every decodable frame;
     :class:`VideoError` on corruption."""
     index = 0
@@ -149,6 +149,7 @@ def iter_frames(info: VideoInfo) -> Iterator[tuple[float, np.ndarray]]:
         with av.open(str(info.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # FFmpeg's own threads decode ahead of the analyzer
+            stream.thread_count = threads  # 0: FFmpeg's choice (all cores); a batch worker's share otherwise
             start = None  # MPEG program/transport streams (.mpg, .ts) start their clock at 0.5-1.4 s, not 0
             for index, frame in enumerate(container.decode(stream)):
                 position = frame.time if frame.time is not None else index / info.fps
@@ -219,7 +220,7 @@ def analyze_video(path: str | Path, analyzer, store: SessionStore | None = None,
     ahead = (threads or os.cpu_count() or 1) >= 2
     try:
         with store.writer(session_id) as writer:
-            chunks = _staged_chunks(info, analyzer, origin, cancel)
+            chunks = _staged_chunks(info, analyzer, origin, cancel, threads or 0)
             for staged, positions in (read_ahead(chunks) if ahead else chunks):
                 if cancel is not None and cancel.is_set():
                     raise VideoCancelled()
@@ -260,10 +261,10 @@ STAGE_FRAMES = 32  # frames whose faces go through the networks together (~100 f
 READ_AHEAD = 2  # staged groups waiting for the networks, at most
 
 
-def _staged_chunks(info: VideoInfo, analyzer, origin: float, cancel: threading.Event | None):
+def _staged_chunks(info: VideoInfo, analyzer, origin: float, cancel: threading.Event | None, threads: int = 0):
     """Groups of (staged frames, their positions in seconds), :data:`STAGE_FRAMES` each."""
     staged, positions = [], []
-    for position, image in iter_frames(info):
+    for position, image in iter_frames(info, threads):
         if cancel is not None and cancel.is_set():
             raise VideoCancelled()
         staged.append(analyzer.stage(image, origin + position))
