@@ -146,6 +146,20 @@ def _timed_scan(detector: FaceDetector, frame: np.ndarray) -> tuple[list[Detecti
     return boxes, (time.perf_counter() - start) * 1000
 
 
+def _crops(models: Mapping, tasks: list[str], frame: np.ndarray, visible: list[Track],
+           timings: dict[str, float]) -> dict:
+    """FaceSpec -> the visible faces cut for it; tasks whose models share a spec share one batch."""
+    t0 = time.perf_counter()
+    boxes = [t.detection for t in visible]
+    landmarks = [t.found.landmarks if t.found is not None else None for t in visible]
+    batches: dict = {}
+    for task in tasks:
+        if models[task].spec not in batches:
+            batches[models[task].spec] = models[task].prepare(frame, boxes, landmarks)
+    timings["preprocess"] = (time.perf_counter() - t0) * 1000
+    return batches
+
+
 def _timed_attributes(models: dict, batches: dict, face_ids: list[int], frame_index: int):
     """Age and gender of some faces, off the frame path: (ids, frame, {task: values}, ms)."""
     start = time.perf_counter()
@@ -296,15 +310,7 @@ class FrameAnalyzer:
         if not visible or not tasks:
             return outputs
         ids = [t.id for t in visible]
-        boxes = [t.detection for t in visible]
-        landmarks = [t.found.landmarks if t.found is not None else None for t in visible]
-        t0 = time.perf_counter()
-        batches: dict = {}  # tasks whose models share a FaceSpec share one preprocessed batch
-        for task in tasks:
-            spec = models[task].spec
-            if spec not in batches:
-                batches[spec] = models[task].prepare(frame, boxes, landmarks)
-        timings["preprocess"] = (time.perf_counter() - t0) * 1000
+        batches = _crops(models, tasks, frame, visible, timings)
         if stable:
             self._collect_attributes(ids, outputs, timings)
         due = self.schedule.due(index, ids) if stable else []
@@ -357,35 +363,53 @@ class FrameAnalyzer:
         return FaceResult(track.id, track.int_box, probs, emotion, age, gender,
                           found.confidence if found is not None else None, pose)
 
-    def analyze(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> FrameResult:
+    def _next_index(self) -> int:
+        """Apply what other threads asked for, then number the frame."""
         self._apply_pending()
-        index = self._frame_index
         self._frame_index += 1
+        return self._frame_index - 1
+
+    def _detect_and_track(self, frame_bgr: np.ndarray, timings: dict[str, float], start: float):
+        """Find the frame's faces and follow them: the tracker's update (the first half of a frame)."""
+        _check_frame(frame_bgr)
+        boxes = self._detect(frame_bgr, timings)
+        timings["detect"] = (time.perf_counter() - start) * 1000
+        t0 = time.perf_counter()
+        update = self.tracker.update(boxes)
+        self.schedule.forget(update.ended)
+        timings["track"] = (time.perf_counter() - t0) * 1000
+        return update
+
+    def _forget(self, ended: list[int]) -> None:
+        """Drop what the smoothing and the overlay kept of faces whose tracks ended."""
+        self.smoother.forget(ended)
+        for face_id in ended:
+            self._last.pop(face_id, None)
+            self._attributes.pop(face_id, None)
+
+    def _skipped(self, index: int, exc: Exception) -> str:
+        """Count and log a frame that failed (the first few and then every 100th); its error text."""
+        self.failed_frames += 1
+        if self.failed_frames <= 5 or self.failed_frames % 100 == 0:
+            log.warning("frame %d skipped (%d so far): %s", index, self.failed_frames, exc, exc_info=True)
+        return f"{type(exc).__name__}: {exc}"
+
+    def analyze(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> FrameResult:
+        index = self._next_index()
         timestamp = time.time() if timestamp is None else float(timestamp)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         try:
-            _check_frame(frame_bgr)
-            boxes = self._detect(frame_bgr, timings)
-            timings["detect"] = (time.perf_counter() - start) * 1000
-            t0 = time.perf_counter()
-            update = self.tracker.update(boxes)
-            self.smoother.forget(update.ended)
-            self.schedule.forget(update.ended)
-            for face_id in update.ended:
-                self._last.pop(face_id, None)
-                self._attributes.pop(face_id, None)
-            timings["track"] = (time.perf_counter() - t0) * 1000
+            update = self._detect_and_track(frame_bgr, timings, start)
+            self._forget(update.ended)
             outputs = self._predict(frame_bgr, update.visible, index, timings)
             faces = [self._face_result(track, i, outputs, frame_bgr.shape) for i, track in enumerate(update.visible)]
             self._last.update({f.face_id: f for f in faces})
             held = [replace(self._last[t.id], box=t.int_box) for t in update.held if t.id in self._last]
-        except Exception as exc:  # one bad frame must never end a live stream
-            self.failed_frames += 1
-            if self.failed_frames <= 5 or self.failed_frames % 100 == 0:
-                log.warning("frame %d skipped (%d so far): %s", index, self.failed_frames, exc, exc_info=True)
+        except Exception as exc:  # noqa: BLE001  (logged by _skipped): one bad frame must never end a stream
+            error = self._skipped(index, exc)
             timings["total"] = (time.perf_counter() - start) * 1000
-            return FrameResult(index, timestamp, [], timings, error=f"{type(exc).__name__}: {exc}")
+            return FrameResult(index, timestamp, [], timings, error=error)
         timings["total"] = (time.perf_counter() - start) * 1000
         return FrameResult(index, timestamp, faces, timings, held=held)
 
@@ -396,42 +420,23 @@ class FrameAnalyzer:
         Age and gender are always estimated in line here (due faces, per the schedule).
         Call :meth:`finish` on staged frames in the order they were staged.
         """
-        self._apply_pending()
-        index = self._frame_index
-        self._frame_index += 1
+        index = self._next_index()
         timings: dict[str, float] = {}
         start = time.perf_counter()
         models = _as_model_dict(self._models)
         try:
-            _check_frame(frame_bgr)
-            boxes = self._detect(frame_bgr, timings)
-            timings["detect"] = (time.perf_counter() - start) * 1000
-            t0 = time.perf_counter()
-            update = self.tracker.update(boxes)
-            self.schedule.forget(update.ended)
+            update = self._detect_and_track(frame_bgr, timings, start)
             visible = [_Seen(t.id, t.int_box, t.found) for t in update.visible]
             held = [(t.id, t.int_box) for t in update.held]
-            timings["track"] = (time.perf_counter() - t0) * 1000
-            t0 = time.perf_counter()
             tasks = [t for t in self.settings.tasks if t in models]
-            crops: dict = {}
-            if visible:
-                detections = [t.detection for t in update.visible]
-                landmarks = [t.found.landmarks if t.found is not None else None for t in update.visible]
-                for task in tasks:
-                    if models[task].spec not in crops:
-                        crops[models[task].spec] = models[task].prepare(frame_bgr, detections, landmarks)
-            timings["preprocess"] = (time.perf_counter() - t0) * 1000
+            crops = _crops(models, tasks, frame_bgr, update.visible, timings) if visible else {}
             ids = [t.id for t in visible]
             due = self.schedule.due(index, ids) if any(t in STABLE_TASKS for t in tasks) else []
             self.schedule.estimated(index, [ids[i] for i in due])
-        except Exception as exc:  # one bad frame must never end a file's analysis
-            self.failed_frames += 1
-            if self.failed_frames <= 5 or self.failed_frames % 100 == 0:
-                log.warning("frame %d skipped (%d so far): %s", index, self.failed_frames, exc, exc_info=True)
+        except Exception as exc:  # noqa: BLE001  (logged by _skipped): one bad frame must never end a file
+            error = self._skipped(index, exc)
             timings["total"] = (time.perf_counter() - start) * 1000
-            return StagedFrame(index, float(timestamp), (), models, [], [], [], {}, [], timings,
-                               error=f"{type(exc).__name__}: {exc}")
+            return StagedFrame(index, float(timestamp), (), models, [], [], [], {}, [], timings, error=error)
         timings["total"] = (time.perf_counter() - start) * 1000
         return StagedFrame(index, float(timestamp), frame_bgr.shape, models, visible, held, update.ended, crops,
                            due, timings)
@@ -477,10 +482,7 @@ class FrameAnalyzer:
                 frame.timings[task] = share * len(r)  # this frame's share of the batched call
 
     def _finish_frame(self, frame: StagedFrame, outputs: dict[str, dict]) -> FrameResult:
-        self.smoother.forget(frame.ended)
-        for face_id in frame.ended:
-            self._last.pop(face_id, None)
-            self._attributes.pop(face_id, None)
+        self._forget(frame.ended)
         if frame.error is not None:
             return FrameResult(frame.index, frame.timestamp, [], frame.timings, error=frame.error)
         outputs = {t: v for t, v in outputs.items() if t in self.settings.tasks}
