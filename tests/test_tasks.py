@@ -82,9 +82,11 @@ def _literal_task_comparisons(path: Path) -> list[int]:
     return lines
 
 
-def test_no_literal_task_comparisons_remain_in_training_and_the_model_code():
-    files = [*sorted((REPO_ROOT / "training").rglob("*.py")), REPO_ROOT / "core" / "models.py",
-             REPO_ROOT / "core" / "registry.py", REPO_ROOT / "core" / "card.py",
-             REPO_ROOT / "pages" / "training.py", REPO_ROOT / "pages" / "components" / "training_views.py"]
-    found = {str(f.relative_to(REPO_ROOT)): lines for f in files if (lines := _literal_task_comparisons(f))}
-    assert found == {}
+def test_no_literal_task_comparisons_remain_outside_the_task_module():
+    """Only where tasks truly behave differently: the analyzer's FaceResult takes emotion per
+    frame and age and gender per person (``"age" in outputs``, four comparisons)."""
+    folders = ("core", "training", "pages", "benchmarks")
+    files = [path for folder in folders for path in (REPO_ROOT / folder).rglob("*.py")]
+    files = [f for f in [*files, REPO_ROOT / "app.py"] if f != REPO_ROOT / "core" / "tasks.py"]
+    found = {str(f.relative_to(REPO_ROOT)): lines for f in sorted(files) if (lines := _literal_task_comparisons(f))}
+    assert set(found) <= {"core/analyzer.py"} and len(found.get("core/analyzer.py", [])) <= 4, found
