@@ -26,7 +26,7 @@ import pandas as pd
 from core.config import EMOTIONS
 from core.export import FRAME_COLUMNS, frame_chunks
 from core.markers import read_markers_csv
-from core.tasks import FEMALE_THRESHOLD
+from core.tasks import gender_of
 from core.store import SessionStore
 from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS, POSE_COLUMNS
 from core.tags import parse_tags
@@ -144,10 +144,9 @@ def analyze_image(image, *, rgb: bool = False, detector: str = "yunet") -> pd.Da
     rows = []
     for face in result.faces:
         probs = face.emotion_probs if face.emotion_probs is not None else [None] * len(EMOTIONS)
-        gender = None if face.gender is None else ("female" if face.gender >= FEMALE_THRESHOLD else "male")
         rows.append({"face_id": face.face_id, **dict(zip(BOX_COLUMNS, face.box)),
                      **{column: None if p is None else float(p) for column, p in zip(EMOTION_COLUMNS, probs)},
-                     "dominant_emotion": face.emotion, "age": face.age, "p_female": face.gender, "gender": gender,
-                     "detector_confidence": face.detector_confidence,
+                     "dominant_emotion": face.emotion, "age": face.age, "p_female": face.gender,
+                     "gender": gender_of(face.gender), "detector_confidence": face.detector_confidence,
                      **dict(zip(POSE_COLUMNS, face.pose or (None,) * len(POSE_COLUMNS)))})
     return pd.DataFrame(rows, columns=list(IMAGE_COLUMNS))

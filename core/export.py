@@ -29,7 +29,7 @@ import pandas as pd
 from core import study
 from core.config import EMOTIONS
 from core.session_stats import summary
-from core.tasks import FEMALE_THRESHOLD
+from core.tasks import FEMALE_THRESHOLD, GENDERS  # gender_of, vectorised
 from core.store import SessionStore
 from core.store_schema import BOX_COLUMNS, EMOTION_COLUMNS, POSE_COLUMNS
 from core.tags import format_tags
@@ -94,7 +94,7 @@ def frame_chunks(store: SessionStore, session_id: int, chunk_rows: int = 50_000,
         out["age"] = chunk["age"].astype(float).round(2)
         out["p_female"] = chunk["p_female"].astype(float).round(4)
         p_female = chunk["p_female"].astype(float)
-        out["gender"] = p_female.ge(FEMALE_THRESHOLD).map({True: "female", False: "male"}).where(p_female.notna())
+        out["gender"] = p_female.ge(FEMALE_THRESHOLD).map({False: GENDERS[0], True: GENDERS[1]}).where(p_female.notna())
         out["detector_confidence"] = chunk["detector_confidence"].astype(float).round(3)
         for column in POSE_COLUMNS:
             out[column] = chunk[column].astype(float).round(1)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from core.results import FaceResult
+from core.tasks import gender_of
 
 # Distinct, readable BGR colours (Tableau 10), cycled by face ID.
 PALETTE = (
@@ -50,8 +51,9 @@ def face_label_lines(face: FaceResult) -> list[str]:
 
 def gender_text(p_female: float, short: bool = True) -> str:
     """The likelier gender with its probability: ``F 82%`` (or ``female 82%``)."""
-    female = p_female >= 0.5
-    name = ("F" if female else "M") if short else ("female" if female else "male")
+    name = gender_of(p_female)
+    female = name == "female"
+    name = name[0].upper() if short else name
     return f"{name} {100 * (p_female if female else 1 - p_female):.0f}%"
 
 

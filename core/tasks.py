@@ -17,12 +17,17 @@ from core.config import EMOTIONS, TASKS
 from core.preprocess import FaceSpec
 
 __all__ = ["DATA_KINDS", "EMOTIONS", "FEMALE_THRESHOLD", "GENDERS", "PROBABILITIES", "PROBABILITY", "REGRESSION",
-           "TASKS", "DataKind", "Task", "get"]
+           "TASKS", "DataKind", "Task", "gender_of", "get"]
 
 # Gender labels in the order UTKFace names number them (0 male, 1 female): a gender model
 # outputs the probability of index 1, "female".
 GENDERS = ("male", "female")
 FEMALE_THRESHOLD = 0.5  # a gender probability at or above it reads as female
+
+
+def gender_of(p_female: float | None) -> str | None:
+    """``"female"`` or ``"male"`` from P(female) (None when not measured): the one decision rule."""
+    return None if p_female is None else GENDERS[int(p_female >= FEMALE_THRESHOLD)]
 
 # What a network's output is (``Task.output``)
 PROBABILITIES = "probabilities"  # softmax over class_names: the answer is the most likely class
