@@ -124,12 +124,14 @@ class DetectorSettings:
 NEAR_SEARCH_MARGIN = 0.5
 
 
-def _near_window(frame: np.ndarray, box: Box, face_px: int):
-    """(window rescaled so the face spans ``face_px``, x0, y0, scale), or None when empty."""
+def _near_window(frame: np.ndarray, box: Box, face_px: int, margin: float = NEAR_SEARCH_MARGIN):
+    """(window rescaled so the face spans ``face_px``, x0, y0, scale), or None when empty.
+
+    The window reaches ``margin`` times the face size beyond each side of ``box``."""
     x, y, w, h = (int(v) for v in box)
     size = max(w, h, 1)
     fh, fw = frame.shape[:2]
-    pad = int(round(NEAR_SEARCH_MARGIN * size))
+    pad = int(round(margin * size))
     x0, y0 = max(0, x - pad), max(0, y - pad)
     x1, y1 = min(fw, x + w + pad), min(fh, y + h + pad)
     if x1 - x0 < 8 or y1 - y0 < 8:
@@ -207,9 +209,13 @@ class HaarFaceDetector:
 
 
 # -- YuNet ---------------------------------------------------------------------------
-# Near-search: the window is rescaled so the face spans this many pixels (YuNet finds faces
-# from about 10 px up; 48 px keeps a 3-face frame's searches near 1 ms each on one thread).
-YUNET_NEAR_PX = 48
+# Near-search: the window reaches YUNET_NEAR_MARGIN face sizes beyond the last box and is
+# rescaled so the face spans YUNET_NEAR_PX pixels: at most 63 px a side, under the 64 px that
+# YuNet rounds its input up to (a larger window costs twice as much). Against 48 px in a window
+# of 0.5 face sizes, it halves the search's cost with nearly the same boxes and landmarks
+# (`python -m benchmarks.near_search`, docs/detection.md).
+YUNET_NEAR_PX = 39
+YUNET_NEAR_MARGIN = 0.3
 YUNET_THREADS = 1  # OpenMP threads per call: the video codecs and the networks need the other core
 
 
@@ -260,7 +266,7 @@ class YuNetFaceDetector:
         narrower box about it): only the answer that overlaps the known box most is the
         face; neighbours in the window have searches of their own, newcomers come from scans.
         """
-        window = _near_window(frame, box, YUNET_NEAR_PX)
+        window = _near_window(frame, box, YUNET_NEAR_PX, YUNET_NEAR_MARGIN)
         if window is None:
             return []
         roi, x0, y0, scale = window
