@@ -219,14 +219,60 @@ YUNET_NEAR_MARGIN = 0.3
 YUNET_THREADS = 1  # OpenMP threads per call: the video codecs and the networks need the other core
 
 
-def _load_yunet():
-    """yuface's raw detector and its bundled OpenMP runtime (for the thread count)."""
-    import yuface  # noqa: F401  (ImportError on platforms without a wheel)
-    from yuface.yuface import detect as raw_detect
+YUNET_RESULT_BYTES = 0x9000  # libfacedetection's DETECT_BUFFER_SIZE: a count, then 16 int16 per face
+_YUNET_SYMBOL = "_Z14facedetect_cnnPhS_iii"  # int* facedetect_cnn(uchar* result, uchar* bgr, int w, int h, int step)
+_yunet_lock = threading.Lock()
+_yunet: tuple | None = None
 
-    libs = Path(yuface.__file__).resolve().parent.parent / "yuface.libs"
-    gomp = next(iter(sorted(libs.glob("libgomp*"))), None)
-    return raw_detect, (ctypes.CDLL(str(gomp)) if gomp is not None else None)
+
+def _ctypes_detect(lib: ctypes.CDLL):
+    """libfacedetection's C entry point called through ctypes, which lets go of the GIL.
+
+    yuface's own binding holds the GIL for a whole detection (8-14 ms for a 320-wide scan),
+    so a scan on a worker thread stalled the frame path's Python code for as long. The rows
+    are the binding's: confidence (0-100), x, y, w, h, 5 landmark (x, y) pairs, one spare.
+    """
+    fn = lib[_YUNET_SYMBOL]
+    fn.restype = ctypes.POINTER(ctypes.c_int)
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+
+    def detect(image: np.ndarray) -> np.ndarray:
+        result = np.empty(YUNET_RESULT_BYTES, np.uint8)  # one buffer per call: callers may be on any thread
+        found = fn(result.ctypes.data, image.ctypes.data, image.shape[1], image.shape[0], image.strides[0])
+        count = int(found[0]) if found else 0
+        rows = np.frombuffer(result, np.int16, count * 16, offset=4).reshape(count, 16).copy()
+        rows[:, 15] = 0
+        return rows
+
+    return detect
+
+
+def _load_yunet():
+    """YuNet's detect function (BGR uint8 image -> (n, 16) rows) and its OpenMP runtime.
+
+    The weights initialise on the first call, unguarded in libfacedetection, so that call
+    is made here, once, under a lock, before any thread can race it.
+    """
+    global _yunet
+    with _yunet_lock:
+        if _yunet is None:
+            import yuface  # noqa: F401  (ImportError on platforms without a wheel; loads the libraries)
+            from yuface.yuface import detect as bound_detect
+
+            package = Path(yuface.__file__).resolve().parent
+            gomp = next(iter(sorted((package.parent / "yuface.libs").glob("libgomp*"))), None)
+            library = next(iter(sorted(package.glob("libfacedetection.so*"))), None)
+            try:
+                raw = _ctypes_detect(ctypes.CDLL(str(library)))
+            except (TypeError, OSError, AttributeError) as exc:  # another yuface build: its binding still works
+                log.info("YuNet through yuface's binding (holds the GIL while it runs): %s", exc)
+                raw = bound_detect
+            omp = ctypes.CDLL(str(gomp)) if gomp is not None else None
+            if omp is not None:
+                omp.omp_set_num_threads(YUNET_THREADS)
+            raw(np.zeros((32, 32, 3), np.uint8))
+            _yunet = raw, omp
+        return _yunet
 
 
 class YuNetFaceDetector:
@@ -234,7 +280,7 @@ class YuNetFaceDetector:
 
     OpenMP's thread count is a per-thread setting, so it is set (to :data:`YUNET_THREADS`)
     once in every thread that calls the detector. Calls from several threads are safe: each
-    works on its own buffers.
+    works on its own buffers, and none holds the GIL (see :func:`_ctypes_detect`).
     """
 
     def __init__(self, settings: DetectorSettings | None = None) -> None:

@@ -86,6 +86,22 @@ def test_yunet_detects_from_several_threads_at_once():
     assert together == alone * 3
 
 
+def test_yunet_runs_without_the_gil_and_answers_as_yuface_does():
+    """The detector calls libfacedetection through ctypes, which lets other Python threads run
+    (yuface's binding holds the GIL for a whole scan); its rows equal the binding's."""
+    from yuface.yuface import detect as bound_detect
+
+    raw, _ = detection._load_yunet()
+    assert raw is not bound_detect
+    for frame in read_frames("multi_face_640x480.avi", 6, step=40):
+        x, y, w, h = make_detector().detect(frame)[0].box
+        window = frame[max(0, y - h // 2):y + h + h // 2, max(0, x - w // 2):x + w + w // 2]  # a near search's
+        for image in (frame, cv2.resize(frame, (320, 240)), np.ascontiguousarray(window)):
+            ours, theirs = np.asarray(raw(image)), np.asarray(bound_detect(image)).reshape(-1, 16)
+            assert ours.shape == theirs.shape and len(ours) > 0
+            np.testing.assert_array_equal(ours[:, :15], theirs[:, :15])  # the 16th value is the binding's padding
+
+
 def test_near_search_returns_the_known_face_only():
     detector = make_detector()
     frames = read_frames("multi_face_640x480.avi", 10, step=10)
