@@ -146,18 +146,35 @@ def _timed_scan(detector: FaceDetector, frame: np.ndarray) -> tuple[list[Detecti
     return boxes, (time.perf_counter() - start) * 1000
 
 
-def _crops(models: Mapping, tasks: list[str], frame: np.ndarray, visible: list[Track],
+def _crops(models: Mapping, tasks: list[str], frame: np.ndarray, visible: list[Track], due: list[int],
            timings: dict[str, float]) -> dict:
-    """FaceSpec -> the visible faces cut for it; tasks whose models share a spec share one batch."""
+    """FaceSpec -> (positions in ``visible``, those faces cut for it).
+
+    A spec some per-frame task (emotion) uses is cut for every visible face; one only age and
+    gender use, for the faces due (``due``) alone: most frames need none of them. Tasks whose
+    models share a spec share one batch.
+    """
     t0 = time.perf_counter()
     boxes = [t.detection for t in visible]
     landmarks = [t.found.landmarks if t.found is not None else None for t in visible]
+    every_face = {models[t].spec for t in tasks if t not in STABLE_TASKS}
     batches: dict = {}
     for task in tasks:
-        if models[task].spec not in batches:
-            batches[models[task].spec] = models[task].prepare(frame, boxes, landmarks)
+        spec = models[task].spec
+        if spec not in batches:
+            rows = list(range(len(visible))) if spec in every_face else list(due)
+            batches[spec] = rows, models[task].prepare(frame, [boxes[i] for i in rows], [landmarks[i] for i in rows])
     timings["preprocess"] = (time.perf_counter() - t0) * 1000
     return batches
+
+
+def _pick(crops: tuple[list[int], np.ndarray], rows: list[int]) -> np.ndarray:
+    """The crops of the faces at positions ``rows`` (all of them cut) from a ``_crops`` entry."""
+    cut, batch = crops
+    if rows == cut:
+        return batch
+    at = {position: k for k, position in enumerate(cut)}
+    return batch[[at[r] for r in rows]]
 
 
 def _timed_attributes(models: dict, batches: dict, face_ids: list[int], frame_index: int):
@@ -310,24 +327,23 @@ class FrameAnalyzer:
         if not visible or not tasks:
             return outputs
         ids = [t.id for t in visible]
-        batches = _crops(models, tasks, frame, visible, timings)
         if stable:
             self._collect_attributes(ids, outputs, timings)
         due = self.schedule.due(index, ids) if stable else []
+        batches = _crops(models, tasks, frame, visible, due, timings)
         later = [i for i in due if ids[i] in self.schedule] if self.settings.attributes_in_background else []
         inline = [i for i in due if i not in later]
         for task in tasks:
-            batch = batches[models[task].spec]
             rows = inline if task in STABLE_TASKS else list(range(len(ids)))
             t0 = time.perf_counter()
-            values = models[task].predict(batch if len(rows) == len(ids) else batch[rows]) if rows else []
+            values = models[task].predict(_pick(batches[models[task].spec], rows)) if rows else []
             timings[task] = (time.perf_counter() - t0) * 1000 if rows else 0.0
             outputs[task].update(zip(rows, values))
         self.schedule.estimated(index, [ids[i] for i in inline])
         if later and self._attribute_job is None:  # one job at a time; faces left out stay due
             self._attribute_job = _worker("attributes").submit(
                 _timed_attributes, {t: models[t] for t in stable},
-                {t: batches[models[t].spec][later] for t in stable}, [ids[i] for i in later], index)
+                {t: _pick(batches[models[t].spec], later) for t in stable}, [ids[i] for i in later], index)
         return outputs
 
     def _collect_attributes(self, ids: list[int], outputs: dict[str, dict], timings: dict[str, float]) -> None:
@@ -429,9 +445,9 @@ class FrameAnalyzer:
             visible = [_Seen(t.id, t.int_box, t.found) for t in update.visible]
             held = [(t.id, t.int_box) for t in update.held]
             tasks = [t for t in self.settings.tasks if t in models]
-            crops = _crops(models, tasks, frame_bgr, update.visible, timings) if visible else {}
             ids = [t.id for t in visible]
             due = self.schedule.due(index, ids) if any(t in STABLE_TASKS for t in tasks) else []
+            crops = _crops(models, tasks, frame_bgr, update.visible, due, timings) if visible else {}
             self.schedule.estimated(index, [ids[i] for i in due])
         except Exception as exc:  # noqa: BLE001  (logged by _skipped): one bad frame must never end a file
             error = self._skipped(index, exc)
@@ -469,7 +485,7 @@ class FrameAnalyzer:
         for task in [t for t in self.settings.tasks if t in models]:
             spec = models[task].spec
             rows = [list(range(len(f.visible))) if task not in STABLE_TASKS else f.due for f in frames]
-            parts = [f.crops[spec][r] if len(r) != len(f.visible) else f.crops[spec] for f, r in zip(frames, rows) if r]
+            parts = [_pick(f.crops[spec], r) for f, r in zip(frames, rows) if r]
             if not parts:
                 continue
             t0 = time.perf_counter()
@@ -533,7 +549,7 @@ class StagedFrame:
     visible: list[_Seen]
     held: list[tuple[int, tuple[int, int, int, int]]]  # (face id, box) of faces missed this frame
     ended: list[int]  # tracks that ended at this frame
-    crops: dict  # FaceSpec -> uint8 batch, one crop per visible face
+    crops: dict  # FaceSpec -> (positions in ``visible``, their uint8 crops): see ``_crops``
     due: list[int]  # positions in ``visible`` whose age and gender are estimated at this frame
     timings: dict[str, float]
     error: str | None = None
