@@ -4,14 +4,18 @@ Live use runs the emotion network on every face of every frame and the age and g
 networks on each face every ``AnalyzerSettings.attribute_every`` frames, so each must be
 cheap at batch 1 (one face) and batch 4 (a small group). The last column spreads each
 batch-1 median over the frames it serves: what one face costs per frame in live use.
-Runtime: the Keras model inside a ``tf.function`` (what ``core.models.TaskModel`` uses in
-the app), timed end to end from a uint8 numpy batch to a numpy result, on one TensorFlow
-thread as the Live page runs it (``--threads 0`` keeps TensorFlow's default pool).
+Runtimes (``core.models.TaskModel``): the Keras model inside a ``tf.function`` (video files,
+batches) and the same graph frozen in a session of its own (``freeze``: the Live page), each
+timed end to end from a uint8 numpy batch to a numpy result, on one TensorFlow thread as the
+Live page runs them (``--threads 0`` keeps TensorFlow's default pool). Last, what the Live
+page does: emotion on three faces on one thread while another re-estimates age and gender
+on one face back to back, for each runtime.
 """
 import core  # noqa: F401  (first: safe native-library import order)
 
 import argparse
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +39,34 @@ def time_calls(model: TaskModel, batch: int, calls: int, warmup: int = 20) -> np
     return times * 1e3
 
 
+def side_by_side(emotion: TaskModel, attributes: list[TaskModel], seconds: float = 3.0) -> tuple[float, float]:
+    """Emotion's median ms for 3 faces here while another thread runs ``attributes`` on one
+    face back to back, and that thread's re-estimates per second."""
+    faces = np.random.default_rng(0).integers(0, 256, (3, *emotion.spec.input_shape), dtype=np.uint8)
+    face = {m.task: faces[:1] if m.spec == emotion.spec else
+            np.random.default_rng(1).integers(0, 256, (1, *m.spec.input_shape), dtype=np.uint8) for m in attributes}
+    stop, jobs = threading.Event(), [0]
+
+    def re_estimate() -> None:
+        while not stop.is_set():
+            for model in attributes:
+                model.predict(face[model.task])
+            jobs[0] += 1
+
+    time_calls(emotion, 3, 5, warmup=5)
+    worker = threading.Thread(target=re_estimate)
+    worker.start()
+    start, times = time.perf_counter(), []
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        emotion.predict(faces)
+        times.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.004)  # the rest of a frame's work
+    stop.set()
+    worker.join()
+    return float(np.median(times)), jobs[0] / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200)
@@ -48,18 +80,22 @@ def main() -> None:
 
     registry = ModelRegistry()
     backend = keras.backend.backend()
-    runtime = "tf.function over the Keras model" if backend == "tensorflow" else "Keras predict_on_batch"
+    runtime = "traced = tf.function over the Keras model, frozen = that graph frozen in its own session" \
+        if backend == "tensorflow" else "Keras predict_on_batch"
     print(f"runtime: keras {keras.__version__} ({backend}), {runtime}; "
           f"{'%d TensorFlow thread(s) per op' % args.threads if limited else 'default thread pool'}; "
           f"{os.cpu_count()} CPU cores; {args.calls} calls after 20 warm-up calls")
-    print("why: it runs the trained model itself (no conversion that could drift from what was evaluated) "
-          "and fits the 3 ms per face and frame budget; TFLite was faster only for the smallest networks")
+    print("why: it runs the trained model itself (no conversion to another format that could drift from "
+          "what was evaluated; docs/benchmarks.md)")
+    kinds = (("traced", False), ("frozen", True))
     if args.models:
-        models = [(p, TaskModel.load(Path(p), read_card(p))) for p in args.models]
+        models = [(f"{p} {kind}", TaskModel.load(Path(p), read_card(p), freeze=freeze))
+                  for p in args.models for kind, freeze in kinds]
     else:
-        models = [(task, TaskModel.from_entry(registry.active(task))) for task in TASKS]
-        print("models: " + ", ".join(f"{task} {model.entry_id}" for task, model in models))
-    width = max([9, *(len(name) + 1 for name in args.models or [])])
+        models = [(f"{task} {kind}", TaskModel.from_entry(registry.active(task), freeze))
+                  for task in TASKS for kind, freeze in kinds]
+        print("models: " + ", ".join(f"{task} {registry.active(task).id}" for task in TASKS))
+    width = max(16, *(len(name) + 1 for name, _ in models))
     every = AnalyzerSettings().attribute_every
     print(f"{'model':<{width}}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  "
           f"{'b4 median':>10}{'b4 p95':>9}"
@@ -73,6 +109,13 @@ def main() -> None:
         live = row[0] / (every if model.task in STABLE_TASKS else 1)
         print(f"{name:<{width}}{model.model.count_params():>9}{shape:>12}  {row[0]:>10.2f}{row[1]:>9.2f}  "
               f"{row[2]:>10.2f}{row[3]:>9.2f}  {live:>15.2f}")
+    if args.models:
+        return
+    print("emotion on 3 faces while another thread re-estimates age and gender on one face back to back:")
+    for kind, _ in kinds:
+        chosen = {m.task: m for name, m in models if name.endswith(kind)}
+        ms, rate = side_by_side(chosen["emotion"], [chosen[t] for t in STABLE_TASKS if t in chosen])
+        print(f"  {kind}: emotion median {ms:.2f} ms, {rate:.1f} re-estimates/s beside it")
 
 
 if __name__ == "__main__":

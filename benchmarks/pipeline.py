@@ -74,7 +74,7 @@ def bench_pipeline(path: Path, frames: int, warmup: int, settings: AnalyzerSetti
                    people: int = 0) -> dict:
     """Time ``frames`` frames of the video through the analyzer; back to back, or with ``pace``
     frames per second at most, as a camera delivers them (then background work keeps up)."""
-    models = ActiveModels(tasks=settings.tasks)
+    models = ActiveModels(tasks=settings.tasks, freeze=True)  # as the Live page
     analyzer = FrameAnalyzer(models, settings)
     analyzer.warm_up()
     stages: dict[str, list[float]] = {s: [] for s in STAGES}

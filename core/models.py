@@ -3,9 +3,9 @@
 A :class:`TaskModel` pairs a Keras model with its card (task, :class:`FaceSpec`,
 class names). ``prepare`` turns a frame plus face boxes into the input batch with
 the shared preprocessing; ``predict`` runs the network. With the TensorFlow backend
-the forward pass is a ``tf.function`` over the Keras model (0.8-2.4 ms per face on
-2 cores, ``python -m benchmarks.models``), with no conversion step that could drift
-from the trained model.
+the forward pass is a ``tf.function`` over the Keras model, frozen for the Live page
+(``python -m benchmarks.models``), with no conversion to another format that could drift
+from the trained model (and ONNX Runtime or LiteRT were slower: docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -42,16 +42,45 @@ def load_keras_model(path: Path):
         raise ValueError(f"cannot load model {path}: {exc}") from exc
 
 
-def _compiled_forward(model, input_shape: tuple[int, int, int]):
+def _compiled_forward(model, input_shape: tuple[int, int, int], freeze: bool = False):
+    """The model's forward pass as one function of a uint8 batch.
+
+    With TensorFlow it is a traced graph. ``freeze`` makes the weights constants (the
+    per-call reads and bfloat16 casts of every variable fold away) and runs the graph in a
+    session of its own, with its own threads: TensorFlow otherwise runs every model of the
+    process on one shared inter-op thread, so the Live page's background age and gender
+    re-estimates queued the frame path's emotion model behind them. Outputs agree with the
+    traced graph's within float rounding. It costs about 1.3 s more loading of the three
+    models, which files' large batches (one thread calling the models) would not win back.
+    """
     import keras
 
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         spec = tf.TensorSpec([None, *input_shape], tf.uint8)
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        return lambda batch: np.asarray(fn(batch))
+        traced = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        if not freeze:
+            return lambda batch: np.asarray(traced(batch))
+        return _frozen_session(tf, traced.get_concrete_function())
     return lambda batch: np.asarray(model.predict_on_batch(batch))
+
+
+def _frozen_session(tf, concrete):
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(concrete)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(frozen.graph.as_graph_def(), name="")
+    threads = tf.config.threading  # limit_inference_threads' choice (0: TensorFlow's default)
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads.get_intra_op_parallelism_threads(),
+                                      inter_op_parallelism_threads=threads.get_inter_op_parallelism_threads(),
+                                      use_per_session_threads=True)
+    session = tf.compat.v1.Session(graph=graph, config=config)
+    inputs = graph.get_tensor_by_name(frozen.inputs[0].name)
+    outputs = graph.get_tensor_by_name(frozen.outputs[0].name)
+    return lambda batch: session.run(outputs, {inputs: batch})
 
 
 @dataclass
@@ -63,6 +92,7 @@ class TaskModel:
     model: object
     card: ModelCard  # a card's JSON form is read as a card
     entry_id: str = ""
+    freeze: bool = False  # frozen graph in its own session: for the Live page (see _compiled_forward)
     _forward: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -71,16 +101,16 @@ class TaskModel:
             raise KeyError(f"the {self.task} model's card has no 'preprocess'")
         self.spec = self.card.preprocess
         self.info = task_facts.get(self.task)
-        self._forward = _compiled_forward(self.model, self.spec.input_shape)
+        self._forward = _compiled_forward(self.model, self.spec.input_shape, self.freeze)
 
     @classmethod
-    def load(cls, path: Path, card: ModelCard | Mapping, entry_id: str = "") -> "TaskModel":
+    def load(cls, path: Path, card: ModelCard | Mapping, entry_id: str = "", freeze: bool = False) -> "TaskModel":
         card = ModelCard.from_dict(card)
-        return cls(card.task, load_keras_model(path), card, entry_id)
+        return cls(card.task, load_keras_model(path), card, entry_id, freeze)
 
     @classmethod
-    def from_entry(cls, entry: ModelEntry) -> "TaskModel":
-        return cls.load(entry.model_path, entry.card, entry.id)
+    def from_entry(cls, entry: ModelEntry, freeze: bool = False) -> "TaskModel":
+        return cls.load(entry.model_path, entry.card, entry.id, freeze)
 
     @property
     def class_names(self) -> list[str]:
@@ -104,12 +134,14 @@ class ActiveModels:
     """The active model of each requested task, reloaded when the registry's choice changes.
 
     ``get()`` is cheap to call per frame: it only re-reads the small active.json
-    every ``check_every`` calls and swaps models in under a lock.
+    every ``check_every`` calls and swaps models in under a lock. ``freeze``: frozen graphs in
+    sessions of their own, for the Live page, whose models run on two threads at once.
     """
 
     def __init__(self, tasks: Sequence[str] = TASKS, registry: ModelRegistry | None = None,
-                 check_every: int = 30) -> None:
+                 check_every: int = 30, freeze: bool = False) -> None:
         self.tasks = tuple(tasks)
+        self.freeze = freeze
         self.registry = registry or ModelRegistry()
         self.check_every = check_every
         self._lock = threading.Lock()
@@ -120,7 +152,7 @@ class ActiveModels:
 
     def reload(self) -> None:
         version = self.registry.version()
-        models = {t: TaskModel.from_entry(self.registry.active(t)) for t in self.tasks}
+        models = {t: TaskModel.from_entry(self.registry.active(t), self.freeze) for t in self.tasks}
         with self._lock:
             self._models, self._version = models, version
         log.info("loaded models %s", {t: m.entry_id for t, m in models.items()})

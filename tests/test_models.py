@@ -55,6 +55,25 @@ def test_shipped_model_files_and_cards(task):
     assert model.model.input_shape[1:] == model.spec.input_shape
 
 
+def test_frozen_models_answer_as_the_traced_ones_from_two_threads_at_once():
+    """The Live page's frozen sessions give the traced graph's outputs, also while another
+    thread runs another model (the frame path's emotion beside the age and gender re-estimates)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    registry = ModelRegistry()
+    rng = np.random.default_rng(1)
+    traced = {t: TaskModel.from_entry(registry.active(t)) for t in TASKS}
+    frozen = {t: TaskModel.from_entry(registry.active(t), freeze=True) for t in TASKS}
+    batches = {t: rng.integers(0, 256, (3, *traced[t].spec.input_shape), dtype=np.uint8) for t in TASKS}
+    expected = {t: traced[t].predict(batches[t]) for t in TASKS}
+    with ThreadPoolExecutor(3) as pool:
+        runs = {t: pool.submit(lambda t=t: [frozen[t].predict(batches[t]) for _ in range(5)]) for t in TASKS}
+        for task, run in runs.items():
+            for out in run.result():
+                assert out.shape == expected[task].shape
+                np.testing.assert_allclose(out, expected[task], atol=1e-4 if task == "age" else 1e-5)
+
+
 def _fer_private_sample(tmp_path):
     src = zipfile.ZipFile(shared_path("data", "fer2013_images.zip"))
     # sorted by file name (the image id), not by path: a sample of every class, not the first few folders
