@@ -1,9 +1,10 @@
 """Per-model CPU inference latency: ``python -m benchmarks.models [--calls 200] [--models FILE ...]``.
 
 Live use runs the emotion network on every face of every frame and the age and gender
-networks on each face every ``AnalyzerSettings.attribute_every`` frames, so each must be
-cheap at batch 1 (one face) and batch 4 (a small group). The last column spreads each
-batch-1 median over the frames it serves: what one face costs per frame in live use.
+networks on each face every ``LIVE_ATTRIBUTE_EVERY`` analysed frames (files: every
+``OFFLINE_ATTRIBUTE_EVERY``), so each must be cheap at batch 1 (one face) and batch 4 (a
+small group). The last column spreads each batch-1 median over the frames it serves on the
+runtime's own path (frozen: Live; traced: files): what one face costs per frame there.
 Runtimes (``core.models.TaskModel``): the Keras model inside a ``tf.function`` (video files,
 batches) and the same graph frozen in a session of its own (``freeze``: the Live page), each
 timed end to end from a uint8 numpy batch to a numpy result, on one TensorFlow thread as the
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.analyzer import STABLE_TASKS, AnalyzerSettings, limit_inference_threads
+from core.analyzer import STABLE_TASKS, limit_inference_threads
 from core.config import TASKS
+from core.live_session import LIVE_ATTRIBUTE_EVERY
 from core.models import TaskModel
 from core.registry import ModelRegistry, read_card
+from core.video_analysis import OFFLINE_ATTRIBUTE_EVERY
 
 
 def time_calls(model: TaskModel, batch: int, calls: int, warmup: int = 20) -> np.ndarray:
@@ -96,16 +99,17 @@ def main() -> None:
                   for task in TASKS for kind, freeze in kinds]
         print("models: " + ", ".join(f"{task} {registry.active(task).id}" for task in TASKS))
     width = max(16, *(len(name) + 1 for name, _ in models))
-    every = AnalyzerSettings().attribute_every
     print(f"{'model':<{width}}{'params':>9}{'input':>12}  {'b1 median':>10}{'b1 p95':>9}  "
           f"{'b4 median':>10}{'b4 p95':>9}"
-          f"  {'per face-frame':>15}  (ms; age and gender run on a face every {every} frames)")
+          f"  {'per face-frame':>15}  (ms; age and gender run on a face every {LIVE_ATTRIBUTE_EVERY} "
+          f"frames on the Live page (frozen), every {OFFLINE_ATTRIBUTE_EVERY} in files (traced))")
     for name, model in models:
         row = []
         for batch in (1, 4):
             t = time_calls(model, batch, args.calls)
             row += [np.median(t), np.percentile(t, 95)]
         shape = "x".join(map(str, model.spec.input_shape))
+        every = LIVE_ATTRIBUTE_EVERY if model.freeze else OFFLINE_ATTRIBUTE_EVERY
         live = row[0] / (every if model.task in STABLE_TASKS else 1)
         print(f"{name:<{width}}{model.model.count_params():>9}{shape:>12}  {row[0]:>10.2f}{row[1]:>9.2f}  "
               f"{row[2]:>10.2f}{row[3]:>9.2f}  {live:>15.2f}")
