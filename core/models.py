@@ -50,8 +50,9 @@ def _compiled_forward(model, input_shape: tuple[int, int, int], freeze: bool = F
     session of its own, with its own threads: TensorFlow otherwise runs every model of the
     process on one shared inter-op thread, so the Live page's background age and gender
     re-estimates queued the frame path's emotion model behind them. Outputs agree with the
-    traced graph's within float rounding. It costs about 1.3 s more loading of the three
-    models, which files' large batches (one thread calling the models) would not win back.
+    traced graph's within float rounding. Freezing makes loading slower (``python -m
+    benchmarks.models`` prints both), which files' large batches, with one thread calling
+    the models, would not win back.
     """
     import keras
 
