@@ -25,6 +25,7 @@ import os
 import queue
 import signal
 import sys
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ("file", "participant", "tags", "markers")  # only ``file`` is required
 CANCEL_WAIT_S = 60.0  # after Ctrl+C: how long running files get to stop and delete their sessions
+EXIT_WAIT_S = 10.0  # then: how long a worker process gets to exit before it is terminated (then killed)
 
 
 # -- input: paths and the manifest ------------------------------------------------------------
@@ -186,6 +188,7 @@ def _init_worker(options: dict, cancel, progress_queue) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notes, once per worker: noise
     logging.basicConfig(level=options.pop("log_level", logging.WARNING),
                         format="%(levelname)s %(name)s: %(message)s")
+    progress_queue.cancel_join_thread()  # progress is disposable: a worker's exit never waits to send it
     _cancel, _progress_queue = cancel, progress_queue
     _worker = BatchWorker(**options)
 
@@ -224,20 +227,51 @@ def run_local(jobs: list[FileJob], options: BatchOptions, on_result: ResultCallb
                 on_result(results[-1])
     except KeyboardInterrupt:
         cancel.set()
+        for future in pending:
+            future.cancel()  # files not started yet
+        running = {f for f in pending if not f.cancelled()}
+        for outcome in _wait_for_cancelled(running, futures, progress_queue):
+            results.append(outcome)
+            on_result(outcome)
+        processes = list((getattr(executor, "_processes", None) or {}).values())
         executor.shutdown(wait=False, cancel_futures=True)
-        finished, stuck = wait([f for f in pending if not f.cancelled()], timeout=CANCEL_WAIT_S)
-        for future in finished:
-            outcome = _outcome(future, futures[future])
-            if outcome.result != "cancelled":
-                results.append(outcome)
-                on_result(outcome)
-        if stuck:
-            _terminate(executor)
+        _stop_workers(processes)
         raise BatchInterrupted(results) from None
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        executor.shutdown(wait=True, cancel_futures=True)  # after an interrupt: a no-op, the workers are stopped
         progress_queue.close()
     return results
+
+
+def _wait_for_cancelled(running: set[Future], futures: dict[Future, FileJob], progress_queue) -> list[FileResult]:
+    """The files that were running when Ctrl+C came, once they stopped (or :data:`CANCEL_WAIT_S` passed).
+
+    Progress keeps being read meanwhile, so that no worker waits on a full pipe.
+    """
+    deadline, finished = time.monotonic() + CANCEL_WAIT_S, []
+    while running and time.monotonic() < deadline:
+        done, running = wait(running, timeout=0.25)
+        _drain(progress_queue, None)
+        finished += [outcome for outcome in (_outcome(f, futures[f]) for f in done) if outcome.result != "cancelled"]
+    return finished
+
+
+def _stop_workers(processes: list, wait_s: float = EXIT_WAIT_S) -> None:
+    """Worker processes that have not exited ``wait_s`` after the batch stopped are terminated, then killed.
+
+    A worker stuck at exit (a native thread that does not end) would otherwise hold the
+    driver's own exit, which joins the pool's processes, for ever.
+    """
+    deadline = time.monotonic() + wait_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in [p for p in processes if p.is_alive()]:
+        log.warning("worker process %s did not exit; terminating it", process.pid)
+        process.terminate()
+        process.join(wait_s)
+        if process.is_alive():
+            process.kill()
+            process.join(wait_s)
 
 
 def _outcome(future: Future, job: FileJob) -> FileResult:
@@ -257,13 +291,6 @@ def _drain(progress_queue, on_progress: ProgressCallback | None) -> None:
             return
         if on_progress is not None:
             on_progress(path, fraction)
-
-
-def _terminate(executor: ProcessPoolExecutor) -> None:
-    """Workers that did not stop in time are killed; :func:`delete_unfinished` removes their sessions."""
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
 
 
 # -- output ---------------------------------------------------------------------------------------

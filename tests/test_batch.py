@@ -4,6 +4,7 @@ Real models in real spawned worker processes, on short clips cut from ../shared 
 """
 import core  # noqa: F401  (first: safe native-library import order)
 
+import multiprocessing
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.batch import BatchError, main, plan_jobs, read_manifest
+from core.batch import BatchError, _stop_workers, main, plan_jobs, read_manifest
 from core.store import SessionStore
 from tests.conftest import REPO_ROOT
 from tests.short_clips import cut_clip, truncated_copy
@@ -111,6 +112,29 @@ def test_bad_input_names_what_the_user_gave(tmp_path, capsys):
     assert "manifest not found" in capsys.readouterr().out
 
 
+def _deaf_worker(ready) -> None:
+    """A worker stuck at exit: it ignores SIGTERM and never returns."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    while True:
+        time.sleep(1)
+
+
+@pytest.mark.unit
+def test_a_worker_that_does_not_exit_is_terminated_then_killed():
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    quits, deaf = context.Process(target=time.sleep, args=(0.2,)), context.Process(target=_deaf_worker, args=(ready,))
+    quits.start()
+    deaf.start()
+    assert ready.wait(60)
+    started = time.monotonic()
+    _stop_workers([quits, deaf], wait_s=1.0)
+    assert not quits.is_alive() and quits.exitcode == 0
+    assert not deaf.is_alive() and deaf.exitcode == -signal.SIGKILL
+    assert time.monotonic() - started < 5
+
+
 def test_interrupted_batch_leaves_no_half_session_and_resumes(clips, tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -132,7 +156,11 @@ def test_interrupted_batch_leaves_no_half_session_and_resumes(clips, tmp_path):
                 time.sleep(1.0)  # b_long.avi is being analysed now
                 process.send_signal(signal.SIGINT)
                 break
-        rest = process.communicate(timeout=120)[0]
+        try:
+            rest = process.communicate(timeout=120)[0]
+        except subprocess.TimeoutExpired as exc:
+            late = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output or ""
+            pytest.fail(f"no exit 120 s after Ctrl+C; it printed:\n{''.join(lines)}{late}")
     finally:
         if process.poll() is None:
             process.kill()
