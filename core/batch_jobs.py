@@ -104,6 +104,7 @@ class BatchWorker:
     def __init__(self, db: str | None, detector: str = "yunet", threads: int | None = None,
                  batch: str | None = None, redo: bool = False) -> None:
         from core.analyzer import limit_inference_threads
+        from core.models import keep_loaded_for_good
         from core.video_analysis import default_analyzer, offline_settings
 
         if threads:  # workers share the cores: TensorFlow's and OpenCV's (YuNet) pools sized to their share
@@ -116,6 +117,7 @@ class BatchWorker:
         self.store = SessionStore(db)
         self._settings = offline_settings(self.analyzer.settings).to_dict()
         self.node = socket.gethostname()
+        keep_loaded_for_good()  # a short exit for the worker
 
     def previous(self, job: FileJob) -> int | None:
         if self.redo or not job.source_hash:

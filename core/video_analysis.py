@@ -477,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{info.frames or '?'} frames, {info.duration_s:.1f} s")
     t0 = time.perf_counter()
     analyzer = default_analyzer(args.detector)
+    from core.models import keep_loaded_for_good
+
+    keep_loaded_for_good()  # a short exit for this run
     notice = detector_notice()
     if notice:
         print(f"warning: {notice}")
