@@ -3,9 +3,10 @@
 A :class:`TaskModel` pairs a Keras model with its card (task, :class:`FaceSpec`,
 class names). ``prepare`` turns a frame plus face boxes into the input batch with
 the shared preprocessing; ``predict`` runs the network. With the TensorFlow backend
-the forward pass is a ``tf.function`` over the Keras model, frozen for the Live page
-(``python -m benchmarks.models``), with no conversion to another format that could drift
-from the trained model (and ONNX Runtime or LiteRT were slower: docs/benchmarks.md).
+the forward pass is a ``tf.function`` over the Keras model, frozen for the app's analysis
+and cached on disk (:mod:`core.graph_cache`; ``python -m benchmarks.models``), with no
+conversion to another format that could drift from the trained model (and ONNX Runtime or
+LiteRT were slower: docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from core import _import_guard  # noqa: F401
+from core import graph_cache
 from core import tasks as task_facts
 from core.card import ModelCard
 from core.config import TASKS
@@ -55,58 +57,67 @@ def load_keras_model(path: Path):
         raise ValueError(f"cannot load model {path}: {exc}") from exc
 
 
-def _compiled_forward(model, input_shape: tuple[int, int, int], freeze: bool = False):
-    """The model's forward pass as one function of a uint8 batch.
+def keras_backend() -> str:
+    import keras  # with TensorFlow 2.21, also what importing TensorFlow does
 
-    With TensorFlow it is a traced graph. ``freeze`` makes the weights constants (the
-    per-call reads and bfloat16 casts of every variable fold away) and runs the graph in a
-    session of its own, with its own threads: TensorFlow otherwise runs every model of the
-    process on one shared inter-op thread, so the Live page's background age and gender
-    re-estimates queued the frame path's emotion model behind them. Outputs agree with the
-    traced graph's within float rounding. Freezing makes loading slower (``python -m
-    benchmarks.models`` prints both), which files' large batches, with one thread calling
-    the models, would not win back.
+    return keras.backend.backend()
+
+
+def freeze_graph(tf, model, input_shape: Sequence[int]):
+    """The model's forward pass as a frozen ``GraphDef``: a uint8 batch in, outputs out.
+
+    The weights become constants, so the per-call reads and bfloat16 casts of every variable
+    fold away; outputs agree with the traced graph's within float rounding.
     """
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        spec = tf.TensorSpec([None, *input_shape], tf.uint8)
-        traced = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        if not freeze:
-            return lambda batch: np.asarray(traced(batch))
-        return _frozen_session(tf, traced.get_concrete_function())
-    return lambda batch: np.asarray(model.predict_on_batch(batch))
-
-
-def _frozen_session(tf, concrete):
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    spec = tf.TensorSpec([None, *input_shape], tf.uint8, name=graph_cache.INPUT)
+    concrete = tf.function(lambda x: model(x, training=False), input_signature=[spec]).get_concrete_function()
     frozen = convert_variables_to_constants_v2(concrete)
     graph = tf.Graph()
     with graph.as_default():
         tf.graph_util.import_graph_def(frozen.graph.as_graph_def(), name="")
+        tf.identity(graph.get_tensor_by_name(frozen.outputs[0].name), name=graph_cache.OUTPUT)
+    return graph.as_graph_def()
+
+
+def _session_forward(tf, graph_def):
+    """A frozen graph run in a session of its own, with its own threads.
+
+    TensorFlow otherwise runs every model of the process on one shared inter-op thread, so
+    the Live page's background age and gender re-estimates queued the frame path's emotion
+    model behind them (``python -m benchmarks.models``).
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
     threads = tf.config.threading  # limit_inference_threads' choice (0: TensorFlow's default)
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads.get_intra_op_parallelism_threads(),
                                       inter_op_parallelism_threads=threads.get_inter_op_parallelism_threads(),
                                       use_per_session_threads=True)
     session = tf.compat.v1.Session(graph=graph, config=config)
-    inputs = graph.get_tensor_by_name(frozen.inputs[0].name)
-    outputs = graph.get_tensor_by_name(frozen.outputs[0].name)
+    inputs = graph.get_tensor_by_name(f"{graph_cache.INPUT}:0")
+    outputs = graph.get_tensor_by_name(f"{graph_cache.OUTPUT}:0")
     return lambda batch: session.run(outputs, {inputs: batch})
 
 
 @dataclass
 class TaskModel:
     """One task's network. Outputs: emotion (n, 7) probabilities in ``EMOTIONS`` order;
-    age (n,) years; gender (n,) probability that the face is female."""
+    age (n,) years; gender (n,) probability that the face is female.
+
+    With TensorFlow, the forward pass is a ``tf.function`` over the Keras model, or with
+    ``freeze`` (the app's analysis: :class:`ActiveModels`) that graph frozen and run in a
+    session of its own. A frozen model loaded from a file comes from :mod:`core.graph_cache`
+    when it was frozen before, and then its Keras model is only read if asked for.
+    """
 
     task: str
-    model: object
+    model: object  # the Keras model; None until asked for (keras_model) when the graph came from the cache
     card: ModelCard  # a card's JSON form is read as a card
     entry_id: str = ""
-    freeze: bool = False  # frozen graph in its own session: for the Live page (see _compiled_forward)
+    freeze: bool = False
+    path: Path | None = None  # the model file: the Keras model's source and the graph cache's key
     _forward: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -115,16 +126,43 @@ class TaskModel:
             raise KeyError(f"the {self.task} model's card has no 'preprocess'")
         self.spec = self.card.preprocess
         self.info = task_facts.get(self.task)
-        self._forward = _compiled_forward(self.model, self.spec.input_shape, self.freeze)
+        self._forward = self._build_forward()
 
     @classmethod
     def load(cls, path: Path, card: ModelCard | Mapping, entry_id: str = "", freeze: bool = False) -> "TaskModel":
-        card = ModelCard.from_dict(card)
-        return cls(card.task, load_keras_model(path), card, entry_id, freeze)
+        card, path = ModelCard.from_dict(card), Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        cached = freeze and keras_backend() == "tensorflow"  # the Keras model may not be needed at all
+        return cls(card.task, None if cached else load_keras_model(path), card, entry_id, freeze, path)
 
     @classmethod
     def from_entry(cls, entry: ModelEntry, freeze: bool = False) -> "TaskModel":
         return cls.load(entry.model_path, entry.card, entry.id, freeze)
+
+    @property
+    def keras_model(self):
+        if self.model is None:
+            self.model = load_keras_model(self.path)
+        return self.model
+
+    def _build_forward(self):
+        shape = self.spec.input_shape
+        if keras_backend() != "tensorflow":
+            model = self.keras_model
+            return lambda batch: np.asarray(model.predict_on_batch(batch))
+        import tensorflow as tf
+
+        if not self.freeze:
+            model = self.keras_model
+            spec = tf.TensorSpec([None, *shape], tf.uint8)
+            traced = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+            return lambda batch: np.asarray(traced(batch))
+        if self.path is None:
+            return _session_forward(tf, freeze_graph(tf, self.keras_model, shape))
+        graph_def = graph_cache.cached_graph_def(tf, self.path, shape,
+                                                 lambda: freeze_graph(tf, self.keras_model, shape))
+        return _session_forward(tf, graph_def)
 
     @property
     def class_names(self) -> list[str]:
@@ -148,12 +186,13 @@ class ActiveModels:
     """The active model of each requested task, reloaded when the registry's choice changes.
 
     ``get()`` is cheap to call per frame: it only re-reads the small active.json
-    every ``check_every`` calls and swaps models in under a lock. ``freeze``: frozen graphs in
-    sessions of their own, for the Live page, whose models run on two threads at once.
+    every ``check_every`` calls and swaps models in under a lock. ``freeze`` (the default):
+    frozen graphs from the graph cache, each in a session of its own (the Live page runs its
+    models on two threads at once); ``freeze=False``: graphs traced from the Keras models.
     """
 
     def __init__(self, tasks: Sequence[str] = TASKS, registry: ModelRegistry | None = None,
-                 check_every: int = 30, freeze: bool = False) -> None:
+                 check_every: int = 30, freeze: bool = True) -> None:
         self.tasks = tuple(tasks)
         self.freeze = freeze
         self.registry = registry or ModelRegistry()

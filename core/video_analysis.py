@@ -448,7 +448,7 @@ def default_analyzer(detector: str = "yunet", detector_settings=None):
 
     settings = detector_settings or DetectorSettings(kind=detector)
     analyzer = FrameAnalyzer(ActiveModels(), AnalyzerSettings(detector=settings))
-    analyzer.warm_up()  # graph tracing now, not inside the timed analysis
+    analyzer.warm_up()  # first calls now, not inside the timed analysis
     return analyzer
 
 

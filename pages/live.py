@@ -75,7 +75,7 @@ CAMERA_HELP, MESSAGES = with_real_address(CAMERA_HELP), {k: with_real_address(v)
 def _models() -> ActiveModels:
     limit_inference_threads(1)  # steadier per-frame latency next to the video codecs
     limit_live_threads(1)       # OpenCV on one thread too: the video coder keeps a core
-    return ActiveModels(freeze=True)
+    return ActiveModels()
 
 
 @st.cache_resource(show_spinner=False)

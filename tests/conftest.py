@@ -14,6 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # test session a throwaway home too, so no test ever reads or writes the user's ~/.facesense.
 os.environ["FACESENSE_HOME"] = tempfile.mkdtemp(prefix="facesense-tests-")
 os.environ.pop("FACESENSE_DB_URL", None)
+# Frozen graphs (core/graph_cache.py) depend only on the model files: one folder for the whole
+# session, as a user's machine has, not one per test home (each would freeze every model again).
+os.environ["FACESENSE_GRAPH_CACHE"] = tempfile.mkdtemp(prefix="facesense-tests-graphs-")
 SHARED_DIR = Path(os.environ.get("FACESENSE_SHARED", REPO_ROOT.parent / "shared"))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tarfile
 import zipfile
 
@@ -37,6 +38,58 @@ def test_save_load_round_trip(tmp_path, task):
     expected = np.asarray(model(x, training=False))
     np.testing.assert_allclose(loaded.predict(x), expected if task == "emotion" else expected.reshape(-1), atol=1e-5)
     assert not list((tmp_path / task).glob(".*tmp*"))
+
+
+def _saved_compact_model(folder, seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    spec = input_spec("emotion", "compact")
+    card = {"task": "emotion", "preprocess": spec.to_dict(), "class_names": []}
+    return save(build_model("emotion", "compact", spec), card, {"n": 0}, folder), card, spec
+
+
+def test_frozen_graphs_come_from_the_cache_and_a_damaged_or_stale_one_is_never_used(tmp_path, monkeypatch, caplog):
+    cache = tmp_path / "graphs"
+    monkeypatch.setenv("FACESENSE_GRAPH_CACHE", str(cache))
+    path, card, spec = _saved_compact_model(tmp_path / "a", seed=1)
+    x = np.random.default_rng(0).integers(0, 256, (4, *spec.input_shape), dtype=np.uint8)
+    expected = TaskModel.load(path, card).predict(x)  # the traced graph of the Keras model
+
+    first = TaskModel.load(path, card, freeze=True)
+    np.testing.assert_allclose(first.predict(x), expected, atol=1e-5)
+    assert first.model is not None  # read from its file to be frozen
+    (graph,) = cache.glob("*.pb")
+    second = TaskModel.load(path, card, freeze=True)
+    assert second.model is None  # from the cache: the Keras model was never read
+    np.testing.assert_allclose(second.predict(x), expected, atol=1e-5)
+
+    graph.write_bytes(b"\x0a\x05broken")
+    with caplog.at_level(logging.WARNING, logger="core.graph_cache"):
+        rebuilt = TaskModel.load(path, card, freeze=True)
+    assert "rebuilding it" in caplog.text
+    np.testing.assert_allclose(rebuilt.predict(x), expected, atol=1e-5)
+    assert TaskModel.load(path, card, freeze=True).model is None  # the rebuilt file serves again
+
+    # a retrained model (another file content) gets a graph of its own, never the old one
+    other_path, other_card, _ = _saved_compact_model(tmp_path / "b", seed=2)
+    other_expected = TaskModel.load(other_path, other_card).predict(x)
+    assert not np.allclose(other_expected, expected, atol=1e-3)
+    np.testing.assert_allclose(TaskModel.load(other_path, other_card, freeze=True).predict(x), other_expected,
+                               atol=1e-5)
+    assert len(list(cache.glob("*.pb"))) == 2
+
+
+def test_a_graph_cache_that_cannot_be_written_costs_only_the_speed(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("FACESENSE_GRAPH_CACHE", str(blocker / "graphs"))  # under a file: cannot be made
+    path, card, spec = _saved_compact_model(tmp_path / "m", seed=3)
+    x = np.random.default_rng(0).integers(0, 256, (2, *spec.input_shape), dtype=np.uint8)
+    with caplog.at_level(logging.WARNING, logger="core.graph_cache"):
+        frozen = TaskModel.load(path, card, freeze=True)
+    assert "cannot keep the frozen graph" in caplog.text
+    np.testing.assert_allclose(frozen.predict(x), TaskModel.load(path, card).predict(x), atol=1e-5)
 
 
 @pytest.mark.parametrize("task", TASKS)
