@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 RAY_REQUIREMENTS = "pip install -r requirements-ray.txt"
 NEED_BYTES = "need-bytes"  # an actor's answer when its node cannot see the file
 ACTOR_DIED = "the Ray worker stopped"
+KILL_WAIT_S = 30.0  # after Ctrl+C: how long the killed actors' running files get to fail
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -147,6 +148,8 @@ def _dispatch(ray, actors: list, jobs: list[FileJob], on_result: Callable[[FileR
     except KeyboardInterrupt:
         for worker in actors:
             ray.kill(worker, no_restart=True)
+        # ray.kill does not wait: the driver deletes the unfinished sessions next, once no actor can still write
+        ray.wait(list(running), num_returns=len(running), timeout=KILL_WAIT_S)
         raise BatchInterrupted(results) from None
     return results
 

@@ -5,7 +5,6 @@ Real models in real spawned worker processes, on short clips cut from ../shared 
 import core  # noqa: F401  (first: safe native-library import order)
 
 import multiprocessing
-import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 from core.batch import BatchError, _stop_workers, main, plan_jobs, read_manifest
 from core.store import SessionStore
 from tests.conftest import REPO_ROOT
+from tests.interrupt import run_until_line_then_interrupt
 from tests.short_clips import cut_clip, truncated_copy
 
 
@@ -144,34 +144,14 @@ def test_interrupted_batch_leaves_no_half_session_and_resumes(clips, tmp_path):
     url = f"sqlite:///{tmp_path / 'resume.db'}"
     command = [sys.executable, "-m", "core.batch", str(folder), "--workers", "1", "--db", url,
                "--summary", str(tmp_path / "s.csv"), "--batch", "resumable"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    lines = []
-    try:
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("[1/3]"):
-                assert "a_first.avi: done" in line, lines
-                time.sleep(1.0)  # b_long.avi is being analysed now
-                process.send_signal(signal.SIGINT)
-                break
-        try:
-            rest = process.communicate(timeout=120)[0]
-        except subprocess.TimeoutExpired as exc:
-            late = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output or ""
-            pytest.fail(f"no exit 120 s after Ctrl+C; it printed:\n{''.join(lines)}{late}")
-    finally:
-        if process.poll() is None:
-            process.kill()
-    output = "".join(lines) + rest
-    assert process.returncode == 130, output
+    code, output = run_until_line_then_interrupt(command, "[1/3]", "a_first.avi: done")
+    assert code == 130, output
     assert "interrupted" in output and "run the same command again" in output
     stored = sessions_of(url)
     assert list(stored["source_path"].map(lambda p: Path(p).name)) == ["a_first.avi"], output
     assert set(stored["status"]) == {"ended"}  # no half-written session of b_long.avi
 
-    rerun = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "a_first.avi: skipped: already analysed" in rerun.stdout
     stored = sessions_of(url)

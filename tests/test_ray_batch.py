@@ -18,6 +18,7 @@ import pytest
 from core.store import SessionStore
 from tests.conftest import REPO_ROOT
 from tests.pg import find_pg_bin, postgres_server
+from tests.interrupt import run_until_line_then_interrupt
 from tests.short_clips import cut_clip, truncated_copy
 
 ray = pytest.importorskip("ray", reason="Ray not installed (pip install -r requirements-ray.txt)")
@@ -95,3 +96,27 @@ def test_batch_on_a_local_ray_cluster_writes_to_postgresql(ray_address, pg_url, 
     assert sent["result"] == "done"
     assert store.get_session(int(sent["session_id"]))["source_path"] == str(folder / "one.avi")
     assert len(store.list_sessions()) == 3
+
+
+def test_ctrl_c_on_the_cluster_leaves_no_half_session_and_the_rerun_finishes(ray_address, pg_url, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    cut_clip("single_face_640x480.avi", folder / "a_first.avi", 33)  # not the other test's clip: not a repeat
+    cut_clip("multi_face_640x480.avi", folder / "b_long.avi", 300)
+    url = pg_url  # the module's database: this test's sessions are told apart by their batch name
+    command = [sys.executable, "-m", "core.batch", str(folder), "--ray", ray_address, "--workers", "1", "--db", url,
+               "--summary", str(tmp_path / "s.csv"), "--batch", "ray resumable"]
+    code, output = run_until_line_then_interrupt(command, "[1/2]", "a_first.avi: done")
+    assert code == 130, output
+    assert "deleted unfinished sessions" in output, output  # b_long.avi's, which the killed actor had begun
+    store = SessionStore(url)
+    ours = store.list_sessions().query("batch == 'ray resumable'")
+    assert [Path(p).name for p in ours["source_path"]] == ["a_first.avi"], output  # b_long's session was deleted
+    assert set(ours["status"]) == {"ended"}
+
+    rerun = run_batch(*command[3:])
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "a_first.avi: skipped: already analysed" in rerun.stdout
+    ours = store.list_sessions().query("batch == 'ray resumable'")
+    assert sorted(Path(p).name for p in ours["source_path"]) == ["a_first.avi", "b_long.avi"]
+    assert set(ours["status"]) == {"ended"}
