@@ -9,6 +9,7 @@ imported directly by later processes, without rebuilding or tracing anything
 The file is named after the model file's SHA-256, the input shape, the TensorFlow version
 and :data:`FORMAT`, so a retrained or replaced model, or another TensorFlow, never meets a
 stale graph. A damaged file is rebuilt; a folder that cannot be written costs only the speed.
+Graphs unread for :data:`UNUSED_DAYS` are deleted when a new one is written.
 ``FACESENSE_GRAPH_CACHE`` moves the folder (default: ``graphs`` in the app's cache folder).
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when what freeze_graph writes changes
 INPUT, OUTPUT = "facesense_input", "facesense_output"  # the graph's tensor names (":0" appended)
+UNUSED_DAYS = 30.0  # a graph no process has read for this long is deleted when another is written
 
 
 def cache_folder() -> Path:
@@ -58,6 +61,8 @@ def cached_graph_def(tf, model_path: Path, input_shape: Sequence[int], build: Ca
             graph_def.ParseFromString(path.read_bytes())
             if {INPUT, OUTPUT} <= {node.name for node in graph_def.node}:
                 log.debug("frozen graph of %s read from %s", model_path, path)
+                with contextlib.suppress(OSError):
+                    os.utime(path)  # in use: not pruned
                 return graph_def
         except Exception as exc:  # noqa: BLE001  (protobuf's DecodeError and OSError: rebuilt below)
             log.warning("frozen graph %s is damaged (%s); rebuilding it", path, exc)
@@ -65,7 +70,21 @@ def cached_graph_def(tf, model_path: Path, input_shape: Sequence[int], build: Ca
             log.warning("frozen graph %s lacks its input or output; rebuilding it", path)
     graph_def = build()
     _write_atomically(path, graph_def.SerializeToString())
+    prune(path.parent, keep=path)
     return graph_def
+
+
+def prune(folder: Path, keep: Path | None = None, unused_days: float = UNUSED_DAYS) -> list[Path]:
+    """Delete the graphs no process has read for ``unused_days`` (each retrained model adds one)."""
+    cutoff, removed = time.time() - unused_days * 86400, []
+    for path in folder.glob("*.pb"):
+        with contextlib.suppress(OSError):
+            if path != keep and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+    if removed:
+        log.info("deleted %d frozen graph(s) unused for %g days from %s", len(removed), unused_days, folder)
+    return removed
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tarfile
+import time
 import zipfile
 
 import numpy as np
@@ -11,6 +13,7 @@ import pandas as pd
 import pytest
 
 import core  # noqa: F401
+from core import graph_cache
 from core.config import SHIPPED_MODELS_DIR, TASKS
 from core.models import TaskModel
 from core.registry import ModelRegistry
@@ -78,6 +81,17 @@ def test_frozen_graphs_come_from_the_cache_and_a_damaged_or_stale_one_is_never_u
     np.testing.assert_allclose(TaskModel.load(other_path, other_card, freeze=True).predict(x), other_expected,
                                atol=1e-5)
     assert len(list(cache.glob("*.pb"))) == 2
+
+    # a graph unread for longer than UNUSED_DAYS goes when another is written; one in use stays
+    unused = cache / "model-of-long-ago.pb"
+    unused.write_bytes(b"")
+    month_ago = time.time() - (graph_cache.UNUSED_DAYS + 1) * 86400
+    os.utime(unused, (month_ago, month_ago))
+    os.utime(graph, (month_ago, month_ago))
+    TaskModel.load(path, card, freeze=True)  # a read: marks the graph as in use
+    third_path, third_card, _ = _saved_compact_model(tmp_path / "c", seed=3)
+    TaskModel.load(third_path, third_card, freeze=True)  # a write: prunes
+    assert not unused.exists() and graph.exists() and len(list(cache.glob("*.pb"))) == 3
 
 
 def test_a_graph_cache_that_cannot_be_written_costs_only_the_speed(tmp_path, monkeypatch, caplog):
