@@ -42,7 +42,8 @@ from core.markers import MarkerFileError, read_markers_csv
 from core.store import SessionStore
 from core.store_schema import sessions
 from core.tags import TagError, format_tags, parse_tags
-from core.video_analysis import VIDEO_SUFFIXES, file_hash
+from core.disk import file_hash
+from core.video_analysis import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 

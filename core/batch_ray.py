@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.batch_jobs import BatchError, BatchInterrupted, BatchOptions, BatchWorker, FileJob, FileResult
-from core.video_analysis import file_hash
+from core.disk import file_hash
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""Size caps for the folders FaceSense fills by itself: uploads and decoded-data caches.
+"""Files FaceSense keeps: content hashes, and size caps for the folders it fills by itself.
+
+:func:`file_hash` names a file by its content (a batch's repeats, the graph cache's keys).
 
 ``prune`` deletes the oldest files of one folder until it fits its cap (and files older than
 an age limit), never a file named in ``keep`` and never one written in the last minute (it
@@ -12,6 +14,7 @@ may still be in use). The caps, in MB, can be changed with environment variables
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -26,6 +29,15 @@ VIDEO_UPLOAD_MAX_AGE_S = 24 * 3600.0
 
 
 KEPT_VIDEOS = "videos"  # under FACESENSE_HOME: uploads kept on purpose
+
+
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content: the same recording under another name or folder is the same file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def kept_video_path(home: Path, name: str) -> Path:

@@ -19,11 +19,11 @@ import hashlib
 import logging
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 from core.config import app_paths
+from core.disk import file_hash, prune
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,9 @@ def cache_folder() -> Path:
     return Path(override).expanduser() if override else app_paths().cache_dir / "graphs"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cache_path(model_path: Path, input_shape: Sequence[int], tf_version: str, folder: Path | None = None) -> Path:
     shape = "x".join(map(str, input_shape))
-    key = hashlib.sha256(f"{file_sha256(model_path)}|{shape}|{tf_version}|{FORMAT}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{file_hash(model_path)}|{shape}|{tf_version}|{FORMAT}".encode()).hexdigest()[:24]
     return (folder or cache_folder()) / f"{Path(model_path).stem}-{key}.pb"
 
 
@@ -70,21 +62,8 @@ def cached_graph_def(tf, model_path: Path, input_shape: Sequence[int], build: Ca
             log.warning("frozen graph %s lacks its input or output; rebuilding it", path)
     graph_def = build()
     _write_atomically(path, graph_def.SerializeToString())
-    prune(path.parent, keep=path)
+    prune(path.parent, pattern="*.pb", keep=[path], max_age_s=UNUSED_DAYS * 86400)
     return graph_def
-
-
-def prune(folder: Path, keep: Path | None = None, unused_days: float = UNUSED_DAYS) -> list[Path]:
-    """Delete the graphs no process has read for ``unused_days`` (each retrained model adds one)."""
-    cutoff, removed = time.time() - unused_days * 86400, []
-    for path in folder.glob("*.pb"):
-        with contextlib.suppress(OSError):
-            if path != keep and path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed.append(path)
-    if removed:
-        log.info("deleted %d frozen graph(s) unused for %g days from %s", len(removed), unused_days, folder)
-    return removed
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

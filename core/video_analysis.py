@@ -16,7 +16,6 @@ CLI::
 import core  # noqa: F401  (first: safe native-library import order)
 
 import argparse
-import hashlib
 import logging
 import os
 import queue
@@ -31,6 +30,7 @@ import av
 import numpy as np
 
 from core.detection import DETECTORS, detector_notice
+from core.disk import file_hash
 from core.markers import MarkerFileError, read_markers_csv
 from core.store import SessionStore
 from core.tags import TagError, parse_tags
@@ -130,15 +130,6 @@ def probe(path: str | Path, name: str | None = None) -> VideoInfo:
     except av.FFmpegError as exc:
         raise VideoError(f"{shown}: not a video FFmpeg can read (is the file complete and a real video?)") \
             from exc
-
-
-def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's content: the same recording under another name or folder is the same file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def iter_frames(info: VideoInfo, threads: int = 0) -> Iterator[tuple[float, np.ndarray]]:
