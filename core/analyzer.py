@@ -114,8 +114,10 @@ def limit_inference_threads(threads: int = 1) -> bool:
     under load: per-call p95 11.7 ms on TensorFlow's default pool, 3.4 ms on one thread.
     Returns False (and changes nothing) when TensorFlow's runtime is already running.
     """
+    from core.tf_import import import_tensorflow
+
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
     except ImportError:  # another Keras backend: nothing to configure
         return False
     try:

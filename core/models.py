@@ -26,6 +26,7 @@ from core.card import ModelCard
 from core.config import TASKS
 from core.preprocess import Box, preprocess_faces
 from core.registry import ModelEntry, ModelRegistry
+from core.tf_import import import_keras
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,7 @@ def keep_loaded_for_good() -> None:
 
 def load_keras_model(path: Path):
     """Load a ``.keras`` file for inference; a clear error names the file when it is bad."""
-    import keras
-
+    keras = import_keras()
     from core import layers  # noqa: F401  (registers the custom layers saved models may contain)
 
     path = Path(path)
@@ -58,9 +58,7 @@ def load_keras_model(path: Path):
 
 
 def keras_backend() -> str:
-    import keras  # with TensorFlow 2.21, also what importing TensorFlow does
-
-    return keras.backend.backend()
+    return import_keras().backend.backend()
 
 
 def freeze_graph(tf, model, input_shape: Sequence[int]):

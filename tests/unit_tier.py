@@ -37,6 +37,7 @@ UNIT_TESTS = {
     "test_jobs.py::test_upload_names_are_sanitised",
     "test_jobs.py::test_uploads_keep_one_copy_and_unsupported_types_are_refused",
     "test_models.py::test_save_load_round_trip",
+    "test_tf_import.py::test_the_configured_backend_is_read_as_keras_reads_it",
     *(f"test_export.py::{name}" for name in (
         "test_frames_csv_columns_rows_and_values", "test_frames_csv_of_two_sessions_has_one_header",
         "test_empty_session_exports_header_only", "test_summary_csv",
