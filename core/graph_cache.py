@@ -1,10 +1,11 @@
 """Frozen inference graphs kept on disk, so that a process loads its networks in a fraction of the time.
 
 Keras rebuilds a saved model layer by layer and TensorFlow then traces it, in every process
-that analyses (each batch worker, each CLI run, the app). A frozen graph (the weights as
-constants, :func:`core.models.freeze_graph`) is written here once per model file and
-imported directly by later processes, without rebuilding or tracing anything
-(``python -m benchmarks.models`` prints both costs; docs/benchmarks.md).
+that analyses (each batch worker, each CLI run, the app), and each session optimizes its graph
+at its first call. A frozen graph (the weights as constants: :func:`core.models.freeze_graph`;
+already optimized for the CPU: :func:`core.models.optimize_graph`) is written here once per
+model file and imported directly by later processes, without rebuilding, tracing or
+optimizing anything (``python -m benchmarks.models`` prints both costs; docs/benchmarks.md).
 
 The file is named after the model file's SHA-256, the input shape, the TensorFlow version
 and :data:`FORMAT`, so a retrained or replaced model, or another TensorFlow, never meets a
@@ -27,7 +28,7 @@ from core.disk import file_hash, prune
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when what freeze_graph writes changes
+FORMAT = 2  # bump when what is written changes (2: frozen, then optimized by core.models.optimize_graph)
 INPUT, OUTPUT = "facesense_input", "facesense_output"  # the graph's tensor names (":0" appended)
 UNUSED_DAYS = 30.0  # a graph no process has read for this long is deleted when another is written
 

@@ -79,12 +79,51 @@ def freeze_graph(tf, model, input_shape: Sequence[int]):
     return graph.as_graph_def()
 
 
+CPU = "/job:localhost/replica:0/task:0/device:CPU:0"
+_optimizer_lock = threading.Lock()  # TensorFlow provisions one Grappler cluster at a time
+
+
+def optimize_graph(tf, graph_def):
+    """``graph_def`` placed on the CPU and rewritten by TensorFlow's graph optimizer (Grappler).
+
+    A session runs Grappler on its graph at its first call, in every process: 0.1-0.25 s per
+    network here. Run once before the graph goes into the cache, with a session's default
+    optimizers and the CPU placement a session gives it, the result computes the same outputs
+    bit for bit, and the sessions skip the optimizer (:func:`_session_forward`; ``python -m
+    benchmarks.models`` prints the loading cost). Should Grappler fail, the graph is returned
+    as it was: correct, only a little slower.
+    """
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.grappler import cluster, tf_optimizer
+
+    placed = tf.compat.v1.GraphDef()
+    placed.CopyFrom(graph_def)
+    for node in placed.node:
+        node.device = CPU  # the placement a session would give it: Grappler's CPU rewrites need it
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(placed, name="")
+        meta = tf.compat.v1.train.export_meta_graph(graph=graph, clear_devices=False)
+    meta.collection_def["train_op"].node_list.value.append(graph_cache.OUTPUT)  # the fetch Grappler keeps
+    try:
+        with _optimizer_lock:
+            local = cluster.Cluster(allow_soft_placement=True, disable_detailed_stats=True, disable_timeline=True)
+            try:
+                return tf_optimizer.OptimizeGraph(config_pb2.ConfigProto(), meta, cluster=local)
+            finally:
+                local.Shutdown()
+    except Exception as exc:  # noqa: BLE001  (the unoptimized graph still computes the same outputs)
+        log.warning("TensorFlow's graph optimizer failed (%s); using the graph unoptimized", exc)
+        return graph_def
+
+
 def _session_forward(tf, graph_def):
-    """A frozen graph run in a session of its own, with its own threads.
+    """A frozen, optimized graph run in a session of its own, with its own threads.
 
     TensorFlow otherwise runs every model of the process on one shared inter-op thread, so
     the Live page's background age and gender re-estimates queued the frame path's emotion
-    model behind them (``python -m benchmarks.models``).
+    model behind them (``python -m benchmarks.models``). The graph was optimized once
+    (:func:`optimize_graph`), so the session does not optimize it again.
     """
     graph = tf.Graph()
     with graph.as_default():
@@ -93,6 +132,7 @@ def _session_forward(tf, graph_def):
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads.get_intra_op_parallelism_threads(),
                                       inter_op_parallelism_threads=threads.get_inter_op_parallelism_threads(),
                                       use_per_session_threads=True)
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
     session = tf.compat.v1.Session(graph=graph, config=config)
     inputs = graph.get_tensor_by_name(f"{graph_cache.INPUT}:0")
     outputs = graph.get_tensor_by_name(f"{graph_cache.OUTPUT}:0")
@@ -156,10 +196,11 @@ class TaskModel:
             spec = tf.TensorSpec([None, *shape], tf.uint8)
             traced = tf.function(lambda x: model(x, training=False), input_signature=[spec])
             return lambda batch: np.asarray(traced(batch))
-        if self.path is None:
-            return _session_forward(tf, freeze_graph(tf, self.keras_model, shape))
-        graph_def = graph_cache.cached_graph_def(tf, self.path, shape,
-                                                 lambda: freeze_graph(tf, self.keras_model, shape))
+
+        def frozen():
+            return optimize_graph(tf, freeze_graph(tf, self.keras_model, shape))
+
+        graph_def = frozen() if self.path is None else graph_cache.cached_graph_def(tf, self.path, shape, frozen)
         return _session_forward(tf, graph_def)
 
     @property

@@ -199,3 +199,26 @@ def test_shipped_emotion_on_detector_crops_as_the_live_path_meets_them(tmp_path)
           f"haar {live['haar']:.3f}")
     assert model.spec.detector == "yunet"
     assert live["yunet"] > whole - 0.05 and live["yunet"] > live["haar"] + 0.15
+
+
+def test_the_optimized_graph_computes_what_a_session_would_and_sessions_skip_the_optimizer():
+    """The graph is optimized once, before it is cached: a session that skips Grappler on it
+    gives a default session's outputs on the plain frozen graph bit for bit (the shipped
+    emotion network: bfloat16 convolutions whose CPU rewrites need the graph placed)."""
+    import tensorflow as tf
+
+    from core.models import _session_forward, freeze_graph, load_keras_model, optimize_graph
+
+    entry = ModelRegistry().active("emotion")
+    model = TaskModel.from_entry(entry)
+    plain = freeze_graph(tf, load_keras_model(entry.model_path), model.spec.input_shape)
+    optimized = optimize_graph(tf, plain)
+    assert len(optimized.node) < len(plain.node)  # folded and fused, not just copied
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(plain, name="")
+    session = tf.compat.v1.Session(graph=graph)  # Grappler runs here, at the first call
+    x = np.random.default_rng(2).integers(0, 256, (5, *model.spec.input_shape), dtype=np.uint8)
+    expected = session.run(graph.get_tensor_by_name(f"{graph_cache.OUTPUT}:0"),
+                           {graph.get_tensor_by_name(f"{graph_cache.INPUT}:0"): x})
+    np.testing.assert_array_equal(_session_forward(tf, optimized)(x), expected)
