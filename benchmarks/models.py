@@ -10,8 +10,8 @@ evaluates) and the same graph frozen in a session of its own (``freeze``: all of
 analysis, Live, files and batches), each timed end to end from a uint8 numpy batch to a numpy
 result, on one TensorFlow thread as the Live page runs them (``--threads 0`` keeps
 TensorFlow's default pool). Loading is timed three ways: traced, frozen the first time (the
-graph frozen and written to a fresh graph cache, core/graph_cache.py) and frozen from that
-cache, as every later process loads it. Last, what the Live page does: emotion on three
+graph frozen, optimized and written to a fresh graph cache, core/graph_cache.py) and frozen
+from that cache, as every later process loads it. Last, what the Live page does: emotion on three
 faces on one thread while another re-estimates age and gender on one face back to back, for
 each runtime.
 """

@@ -61,6 +61,12 @@ def keras_backend() -> str:
     return import_keras().backend.backend()
 
 
+def trace_forward(tf, model, input_shape: Sequence[int], name: str | None = None):
+    """The model's forward pass as a ``tf.function`` of a uint8 batch (``name``: its input's)."""
+    spec = tf.TensorSpec([None, *input_shape], tf.uint8, name=name)
+    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+
 def freeze_graph(tf, model, input_shape: Sequence[int]):
     """The model's forward pass as a frozen ``GraphDef``: a uint8 batch in, outputs out.
 
@@ -69,8 +75,7 @@ def freeze_graph(tf, model, input_shape: Sequence[int]):
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = tf.TensorSpec([None, *input_shape], tf.uint8, name=graph_cache.INPUT)
-    concrete = tf.function(lambda x: model(x, training=False), input_signature=[spec]).get_concrete_function()
+    concrete = trace_forward(tf, model, input_shape, name=graph_cache.INPUT).get_concrete_function()
     frozen = convert_variables_to_constants_v2(concrete)
     graph = tf.Graph()
     with graph.as_default():
@@ -192,9 +197,7 @@ class TaskModel:
         import tensorflow as tf
 
         if not self.freeze:
-            model = self.keras_model
-            spec = tf.TensorSpec([None, *shape], tf.uint8)
-            traced = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+            traced = trace_forward(tf, self.keras_model, shape)
             return lambda batch: np.asarray(traced(batch))
 
         def frozen():
